@@ -1,0 +1,130 @@
+"""Degradations: what the forward process does to x0 at step t and what the network learns.
+
+A degradation answers three questions for the Lightning module and the samplers:
+- ``training_example(x0, t)``: the degraded input z_t and the network's regression target;
+- ``prediction``: what that target is ("eps": the noise added, "x0": the clean image);
+- ``noise_scale``: the scale of the noise at sampling time (z_T ~ N(0, s²·I), each step's noise × s).
+
+Gaussian DDPM (Ho et al. 2020) is one implementation; DES scales the noise by sigmoid(entropy).
+Deterministic degradations (Cold Diffusion) live in ``cold.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ddpm_lightning.core.entropy import batch_entropy, image_entropy
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.schedules import NoiseSchedule
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Standard normal noise drawn from ``generator`` (on its own device) and moved next to ``like``."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+class Degradation(nn.Module):
+    """Base class. Subclasses implement ``training_example``."""
+
+    prediction: Literal["eps", "x0"] = "eps"
+
+    def training_example(
+        self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    @property
+    def noise_scale(self) -> float:
+        return 1.0
+
+    def stats(self) -> dict[str, Tensor]:
+        """Scalars worth logging after the last ``training_example`` (e.g. entropy, scale)."""
+        return {}
+
+
+class Gaussian(Degradation):
+    """Standard DDPM noise: z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·s·ε (Ho et al. 2020, eq. 4), s = 1.
+
+    The network predicts the noise actually added, s·ε (Algorithm 1).
+    """
+
+    prediction = "eps"
+
+    def scale(self, x0: Tensor) -> Tensor:
+        """Noise scale s for this batch, broadcastable to x0. Gaussian DDPM: 1."""
+        return x0.new_ones(())
+
+    def corrupt(self, x0: Tensor, t: Tensor, noise: Tensor, schedule: NoiseSchedule) -> Tensor:
+        """Closed-form forward process q(z_t | x0) given the (already scaled) noise."""
+        ab = schedule.at(schedule.alpha_bars, t)  # (B, 1, 1, 1)
+        return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
+
+    def training_example(
+        self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        noise = self.scale(x0) * randn(tuple(x0.shape), generator, x0)  # (B, C, H, W)
+        return self.corrupt(x0, t, noise, schedule), noise
+
+
+class EntropyScaled(Gaussian):
+    """DES: Gaussian noise scaled by s = sigmoid((H − offset) / temperature), H in bits.
+
+    ``per_image=False`` (``des``): H is the entropy of the whole batch's pixel values, one s per batch.
+    ``per_image=True`` (``des_image``): H and s per image.
+
+    Sampling has no batch to measure, so the scale used there is recorded during training: the
+    running (cumulative) mean of s over all training batches, a buffer saved in checkpoints.
+    ``sample_scale`` overrides it explicitly.
+    """
+
+    running_scale: Tensor
+    num_batches: Tensor
+
+    def __init__(
+        self,
+        per_image: bool = False,
+        temperature: float = 1.0,
+        offset: float = 0.0,
+        bins: int = 256,
+        sample_scale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise DDPMError(f"degradation.temperature must be > 0, got {temperature!r}")
+        if bins < 2:
+            raise DDPMError(f"degradation.bins must be >= 2, got {bins!r}")
+        if sample_scale is not None and not sample_scale > 0:
+            raise DDPMError(f"degradation.sample_scale must be > 0 or null, got {sample_scale!r}")
+        self.per_image = per_image
+        self.temperature = temperature
+        self.offset = offset
+        self.bins = bins
+        self.sample_scale = sample_scale
+        self.register_buffer("running_scale", torch.ones(()))
+        self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
+        self._last: dict[str, Tensor] = {}
+
+    def scale(self, x0: Tensor) -> Tensor:
+        if self.per_image:
+            h = image_entropy(x0, self.bins)  # (B,)
+        else:
+            h = batch_entropy(x0, self.bins)  # ()
+        s = torch.sigmoid((h - self.offset) / self.temperature)
+        if self.training:  # cumulative mean of s over training batches, without a host sync
+            self.num_batches += 1
+            self.running_scale += (s.mean() - self.running_scale) / self.num_batches
+        self._last = {"entropy": h.mean(), "scale": s.mean()}
+        return s.view(-1, 1, 1, 1) if self.per_image else s
+
+    @property
+    def noise_scale(self) -> float:
+        if self.sample_scale is not None:
+            return float(self.sample_scale)
+        return float(self.running_scale)
+
+    def stats(self) -> dict[str, Tensor]:
+        return dict(self._last)

@@ -1,0 +1,130 @@
+"""Samplers for ε-predicting degradations, diffusers-style: ``set_timesteps`` then ``step``.
+
+- ``Ancestral``: Ho et al. 2020, Algorithm 2 (σ_t² = β_t, or the posterior variance β̃_t).
+- ``DDIM``: Song et al. 2021, eq. 12, on k evenly spaced steps, stochasticity η.
+
+Noise scale s (DES): the forward process is z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·s·ε and the network predicts
+s·ε, so z/s follows a standard DDPM. In z space the update formulas keep the network output as is
+and multiply the initial noise and every injected noise by s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ddpm_lightning.core.degradations import randn
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.schedules import NoiseSchedule
+
+Model = Callable[[Tensor, Tensor], Tensor]
+
+
+class Sampler:
+    """Base: a descending list of timesteps and a ``step`` from t to the previous timestep."""
+
+    name = "sampler"
+    prediction = "eps"
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self.schedule = schedule
+        self.timesteps: list[int] = []
+
+    def set_timesteps(self) -> None:
+        raise NotImplementedError
+
+    def previous(self, i: int) -> int:
+        return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
+
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def needs_noise(self, t_prev: int) -> bool:
+        return t_prev > 0
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model: Model,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """Run the whole chain from z_T ~ N(0, s²·I) to z_0. Returns (B, C, H, W)."""
+        self.set_timesteps()
+        like = torch.empty((), device=device)
+        z = noise_scale * randn(shape, generator, like)  # z_T, (B, C, H, W)
+        for i, t in enumerate(self.timesteps):
+            t_prev = self.previous(i)
+            t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
+            out = model(z, t_batch)
+            noise = noise_scale * randn(shape, generator, like) if self.needs_noise(t_prev) else None
+            z = self.step(out, t, t_prev, z, noise)
+        return z
+
+
+class Ancestral(Sampler):
+    """Ho et al. 2020, Algorithm 2, over all T steps:
+
+    z_{t−1} = (z_t − β_t/√(1−ᾱ_t) · ĝ) / √(1−β_t) + σ_t·e,  no noise on the last step (t = 1).
+    ``variance="beta"``: σ_t² = β_t (the study); ``"beta_tilde"``: σ_t² = β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t.
+    """
+
+    name = "ancestral"
+
+    def __init__(self, schedule: NoiseSchedule, variance: str = "beta") -> None:
+        super().__init__(schedule)
+        if variance not in ("beta", "beta_tilde"):
+            raise DDPMError(f"sampler.variance must be one of ['beta', 'beta_tilde'], got {variance!r}")
+        self.variance = variance
+
+    def set_timesteps(self) -> None:
+        self.timesteps = list(range(self.schedule.T, 0, -1))
+
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+        s = self.schedule
+        beta, ab, ab_prev = s.betas[t], s.alpha_bars[t], s.alpha_bars[t - 1]
+        mean = (z - beta / (1 - ab).sqrt() * model_output) / (1 - beta).sqrt()  # Alg. 2, line 4
+        if noise is None:
+            return mean
+        var = beta if self.variance == "beta" else (1 - ab_prev) / (1 - ab) * beta
+        return mean + var.sqrt() * noise
+
+
+class DDIM(Sampler):
+    """Song et al. 2021, eq. 12, on ``num_steps`` timesteps evenly spaced from T down to 1:
+
+    x̂0 = (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t
+    σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
+    z_prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev−σ²)·ĝ + σ·e
+    η = 0 is deterministic; η = 1 with every step equals ancestral sampling with σ_t² = β̃_t.
+    """
+
+    name = "ddim"
+
+    def __init__(self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 0.0) -> None:
+        super().__init__(schedule)
+        if not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
+            raise DDPMError(f"sampler.num_steps must be an integer in [1, T={schedule.T}], got {num_steps!r}")
+        if eta < 0:
+            raise DDPMError(f"sampler.eta must be >= 0, got {eta!r}")
+        self.num_steps = num_steps
+        self.eta = eta
+
+    def set_timesteps(self) -> None:
+        steps = torch.linspace(self.schedule.T, 1, self.num_steps, dtype=torch.float64).round().long()
+        self.timesteps = list(dict.fromkeys(steps.tolist()))  # descending, unique, T first and 1 last
+
+    def needs_noise(self, t_prev: int) -> bool:
+        return self.eta > 0 and t_prev > 0
+
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+        s = self.schedule
+        ab, ab_prev = s.alpha_bars[t], s.alpha_bars[t_prev]
+        x0_hat = (z - (1 - ab).sqrt() * model_output) / ab.sqrt()
+        sigma = self.eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
+        z_prev = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * model_output
+        return z_prev if noise is None else z_prev + sigma * noise

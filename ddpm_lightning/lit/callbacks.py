@@ -1,0 +1,60 @@
+"""Callbacks: a fixed-seed sample grid every N epochs (TensorBoard image + PNG file)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from ddpm_lightning.lit.module import DiffusionModule, SamplerFactory
+
+
+def to_grid(images: Tensor) -> Tensor:
+    """(N, 1, H, W) in [−1, 1] -> (3, H', W') in [0, 1], a square-ish grid."""
+    return make_grid((images + 1) / 2, nrow=max(1, int(math.ceil(math.sqrt(images.shape[0])))), padding=2)
+
+
+def save_grid(images: Tensor, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(to_grid(images.detach().cpu()), str(path))
+    return path
+
+
+class SampleGrid(pl.Callback):
+    """Every ``every_n_epochs`` epochs, sample ``n`` images from a fixed seed with the module's sampler
+    (or ``sampler`` if given), log them to TensorBoard as ``samples`` and write ``<dirpath>/epoch_XXX.png``."""
+
+    def __init__(
+        self,
+        n: int = 16,
+        every_n_epochs: int = 1,
+        seed: int = 1234,
+        dirpath: str | None = None,
+        sampler: SamplerFactory | None = None,
+    ) -> None:
+        if n < 1 or every_n_epochs < 1:
+            raise ValueError(f"SampleGrid needs n >= 1 and every_n_epochs >= 1, got n={n}, every_n_epochs={every_n_epochs}")
+        self.n = n
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.dirpath = dirpath
+        self.sampler = sampler
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if not ((epoch + 1) % self.every_n_epochs == 0 or last) or trainer.sanity_checking:
+            return
+        if not trainer.is_global_zero or not isinstance(pl_module, DiffusionModule):
+            return
+        images = pl_module.generate(self.n, seed=self.seed, sampler=self.sampler)  # (n, 1, 28, 28)
+        if self.dirpath is not None:
+            save_grid(images, Path(self.dirpath) / f"epoch_{epoch:03d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", to_grid(images.cpu()), global_step=trainer.global_step)

@@ -1,0 +1,125 @@
+"""MNIST as in-memory tensors, pixels scaled to [−1, 1].
+
+60,000 training images; the official 10,000-image test split serves as validation. The root
+follows torchvision's layout ``<root>/MNIST/raw/*-idx?-ubyte``; the environment variable
+``DDPM_DATA_DIR`` overrides it (see conf/data/mnist.yaml). Missing files are downloaded by
+torchvision when ``download`` is true; with no network that fails with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from ddpm_lightning.core.errors import DDPMError
+
+# IDX magic numbers: 0x00000803 = unsigned byte, 3 dims (images); 0x00000801 = 1 dim (labels).
+_MAGIC = {"images": 2051, "labels": 2049}
+_FILES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path, kind: str) -> Tensor:
+    """Read one uncompressed IDX file, checking its magic number and its length against its header."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DDPMError(f"cannot read MNIST file {path}: {e.strerror or e}") from None
+    if len(data) < 8:
+        raise DDPMError(f"MNIST file {path} is truncated ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != _MAGIC[kind]:
+        raise DDPMError(f"MNIST file {path} has magic number {magic}, expected {_MAGIC[kind]} for {kind}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(torch.tensor(dims).prod())
+    if len(data) != expected:
+        raise DDPMError(f"MNIST file {path} has {len(data)} bytes, its header {dims} says {expected}: truncated or corrupt")
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)
+
+
+def load_mnist(root: str | os.PathLike, split: str, download: bool = False) -> tuple[Tensor, Tensor]:
+    """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'."""
+    raw = Path(root) / "MNIST" / "raw"
+    missing = [name for (s, _), name in _FILES.items() if s == split and not (raw / name).is_file()]
+    if missing and download:
+        try:
+            from torchvision.datasets import MNIST
+
+            MNIST(str(root), train=split == "train", download=True)
+        except Exception as e:  # no network, permission, ...
+            raise DDPMError(
+                f"MNIST not found in {raw} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "set DDPM_DATA_DIR or data.root to a folder holding MNIST/raw/"
+            ) from None
+    elif missing:
+        raise DDPMError(f"MNIST files missing in {raw}: {missing}; set DDPM_DATA_DIR or data.root, or data.download=true")
+    images = read_idx(raw / _FILES[(split, "images")], "images")  # (N, 28, 28) uint8
+    labels = read_idx(raw / _FILES[(split, "labels")], "labels")  # (N,) uint8
+    if images.shape[0] != labels.shape[0]:
+        raise DDPMError(f"MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels in {raw}")
+    x = images.unsqueeze(1).float() / 127.5 - 1.0  # (N, 1, 28, 28) in [−1, 1]
+    return x, labels.long()
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """Batches of (images (B, 1, 28, 28) in [−1, 1], labels (B,)) from tensors held in memory."""
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 128,
+        download: bool = True,
+        num_workers: int = 0,
+        train_subset: int | None = None,
+        val_subset: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DDPMError(f"data.batch_size must be >= 1, got {batch_size!r}")
+        self.root = root
+        self.batch_size = batch_size
+        self.download = download
+        self.num_workers = num_workers
+        self.train_subset = train_subset
+        self.val_subset = val_subset
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+
+    def prepare_data(self) -> None:
+        if self.download:  # runs on one process only; setup() reads the files everywhere
+            for split in ("train", "test"):
+                load_mnist(self.root, split, download=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            x, y = load_mnist(self.root, "train")
+            self.train_set = TensorDataset(x[: self.train_subset], y[: self.train_subset])
+        if self.val_set is None:
+            x, y = load_mnist(self.root, "test")
+            self.val_set = TensorDataset(x[: self.val_subset], y[: self.val_subset])
+
+    @property
+    def val_images(self) -> Tensor:
+        """All validation images (N, 1, 28, 28), for metrics."""
+        self.setup()
+        assert self.val_set is not None
+        return self.val_set.tensors[0]
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

@@ -1,0 +1,127 @@
+"""DiffusionModule: one batch from the data module through degradation → network → loss.
+
+Training (Ho et al. 2020, Algorithm 1): t ~ U{1..T}, (z_t, target) = degradation(x0, t),
+loss = ‖g(z_t, t) − target‖². Validation uses the same loss with a fixed generator per batch, so
+``val/loss`` is comparable across epochs and runs. Sampling goes through the configured sampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ddpm_lightning.core.degradations import Degradation
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.samplers import Sampler
+from ddpm_lightning.core.schedules import NoiseSchedule
+
+SamplerFactory = Callable[..., Sampler]
+
+CONFIG_KEY = "ddpm_config"  # the resolved Hydra config, stored in every checkpoint
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss is NaN or infinite."""
+
+
+class DiffusionModule(pl.LightningModule):
+    def __init__(
+        self,
+        network: nn.Module,
+        schedule: NoiseSchedule,
+        degradation: Degradation,
+        sampler: SamplerFactory,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        run_config: dict[str, Any] | None = None,
+        val_seed: int = 0,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.schedule = schedule
+        self.degradation = degradation
+        self.sampler_factory = sampler
+        self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-4))
+        self.run_config = run_config or {}
+        self.val_seed = val_seed
+        self.check_finite = check_finite
+        self.make_sampler()  # fail at start-up, not after an epoch, on a bad sampler config
+
+    # ---- the training path -------------------------------------------------------------------
+    def forward(self, z: Tensor, t: Tensor) -> Tensor:
+        return self.network(z, t)
+
+    def diffusion_loss(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        b = x0.shape[0]
+        gen_device = generator.device if generator is not None else x0.device
+        t = torch.randint(1, self.schedule.T + 1, (b,), generator=generator, device=gen_device).to(x0.device)  # (B,)
+        z_t, target = self.degradation.training_example(x0, t, self.schedule, generator)  # (B, C, H, W) each
+        return F.mse_loss(self.network(z_t, t), target)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x0 = batch[0]  # (B, 1, 28, 28) in [−1, 1]
+        loss = self.diffusion_loss(x0)
+        if self.check_finite and not torch.isfinite(loss):  # one host sync per step; off: check_finite=false
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step}, epoch {self.current_epoch}, "
+                f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
+                f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
+            )
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
+        for name, value in self.degradation.stats().items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+        return loss
+
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x0 = batch[0]
+        generator = torch.Generator(device="cpu").manual_seed(self.val_seed * 1_000_003 + batch_idx)
+        loss = self.diffusion_loss(x0, generator)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.network.parameters())
+
+    # ---- sampling ----------------------------------------------------------------------------
+    def make_sampler(self, factory: SamplerFactory | None = None) -> Sampler:
+        sampler = (factory or self.sampler_factory)(schedule=self.schedule)
+        if sampler.prediction != self.degradation.prediction:
+            raise DDPMError(
+                f"sampler '{sampler.name}' needs a degradation predicting '{sampler.prediction}', "
+                f"but '{type(self.degradation).__name__}' predicts '{self.degradation.prediction}'"
+            )
+        return sampler
+
+    @torch.no_grad()
+    def generate(
+        self, n: int, seed: int = 0, sampler: SamplerFactory | None = None, batch_size: int = 500
+    ) -> Tensor:
+        """n images (n, 1, 28, 28), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
+
+        The training RNG is untouched, so grids are comparable across epochs and runs.
+        """
+        was_training = self.training
+        self.eval()
+        chain = self.make_sampler(sampler)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        shape = tuple(self.run_config.get("image_shape", (1, 28, 28)))
+        out = []
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            out.append(
+                chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device)
+            )
+        self.train(was_training)
+        return torch.cat(out).clamp(-1, 1)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.run_config
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
