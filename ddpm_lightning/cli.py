@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
 
@@ -63,24 +63,82 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         sys.exit(2)
 
 
-def check_group_choices(argv: list[str], groups: tuple[str, ...]) -> None:
-    """Reject ``group=name`` overrides whose ``conf/<group>/<name>.yaml`` does not exist, in one line,
-    before Hydra starts (Hydra's own message spans several lines)."""
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in groups or value in ("", "null"):
-            continue
-        if value.startswith(("choice(", "range(", "glob(", "interval(", "tag(")):
-            continue
-        choices = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-        for name in value.split(","):
-            if name not in choices:
-                print(f"error: unknown {key} '{name}'; valid choices: {', '.join(choices)}", file=sys.stderr)
-                sys.exit(2)
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    keep = [ln for ln in lines[:2] if not ln.startswith(("full_key", "object_type"))]
+    return " ".join(keep) or type(exc).__name__
 
 
-def entry(main: Callable[[], Any], groups: tuple[str, ...]) -> None:
-    """Console entry: validate group choices, then hand over to the Hydra-decorated ``main``."""
-    check_group_choices(sys.argv, groups)
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def _type_name(value: Any) -> str | None:
+    for kind in (bool, int, float):
+        if isinstance(value, kind):
+            return kind.__name__
+    return None
+
+
+def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) -> None:
+    """Reject bad command-line overrides in one line, before Hydra starts.
+
+    - ``group=name`` whose ``conf/<group>/<name>.yaml`` does not exist (Hydra's own message spans
+      several lines): names the bad choice and lists the valid ones;
+    - an unknown key or a malformed override (Hydra's composition error, first line);
+    - a value of the wrong type for a key whose default is a bool, int or float
+      (e.g. ``trainer.max_epochs=abc``): Hydra configs here are untyped yaml, so the default's type
+      is the schema.
+    Sweeps (``-m`` with ``a,b`` values) are checked for group names only.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    flags = [a for a in argv[1:] if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return  # --help, --cfg job, -cn ...: Hydra handles these itself
+    args = [a for a in argv[1:] if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        _fail(f"bad override: {_one_line(exc)}")
+    for o in parsed:
+        if o.key_or_group in groups and o.value_type is not None:
+            values = o.value()
+            names = [values] if isinstance(values, str) else list(getattr(values, "list", []) or [])
+            choices = sorted(p.stem for p in (CONF_DIR / o.key_or_group).glob("*.yaml"))
+            for name in names:
+                if isinstance(name, str) and name != "null" and name not in choices:
+                    _fail(f"unknown {o.key_or_group} '{name}'; valid choices: {', '.join(choices)}")
+    if flags or any(o.is_sweep_override() for o in parsed):
+        return  # a multirun: each job's values are checked when it starts
+    try:
+        cfg = _compose(config_name, args)
+    except Exception as exc:
+        _fail(_one_line(exc))
+    base = _compose(config_name, [a for a, o in zip(args, parsed) if o.key_or_group in groups])
+    for o in parsed:
+        if o.key_or_group in groups or o.is_delete():
+            continue
+        key = o.key_or_group
+        expected = _type_name(OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False))
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        if expected is None or value is None:
+            continue
+        ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[expected]
+        if not ok:
+            _fail(f"{key} must be {expected}, got {value!r}")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def entry(main: Callable[[], Any], groups: tuple[str, ...], config_name: str) -> None:
+    """Console entry: validate the command-line overrides, then hand over to the Hydra ``main``."""
+    check_overrides(sys.argv, config_name, groups)
     main()

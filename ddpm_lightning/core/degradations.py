@@ -1,9 +1,12 @@
 """Degradations: what the forward process does to x0 at step t and what the network learns.
 
-A degradation answers three questions for the Lightning module and the samplers:
-- ``training_example(x0, t)``: the degraded input z_t and the network's regression target;
-- ``prediction``: what that target is ("eps": the noise added, "x0": the clean image);
-- ``noise_scale``: the scale of the noise at sampling time (z_T ~ N(0, s²·I), each step's noise × s).
+A degradation answers, for the Lightning module and the samplers:
+- ``training_example(x0, t)``: the degraded input z_t and the network's regression target
+  (what the forward process does to x0 at step t, and what the network learns);
+- ``prediction``: what that target is ("eps": the noise added, "x0": the clean image); a sampler
+  inverts only a degradation with the same ``prediction`` (the module checks it);
+- ``noise_scale``: the scale of the noise at sampling time (z_T ~ N(0, s²·I), each step's noise × s);
+- ``prior(shape)``: where sampling starts, z_T (Gaussian: s·ε; Cold Diffusion: a fully degraded image).
 
 Gaussian DDPM (Ho et al. 2020) is one implementation; DES scales the noise by sigmoid(entropy).
 Deterministic degradations (Cold Diffusion) live in ``cold.py``.
@@ -28,18 +31,26 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tenso
 
 
 class Degradation(nn.Module):
-    """Base class. Subclasses implement ``training_example``."""
+    """Base class. Subclasses implement ``training_example`` (and ``prior`` if z_T is not s·ε)."""
 
     prediction: Literal["eps", "x0"] = "eps"
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
+        """(z_t, target), both (B, C, H, W), for clean images x0 (B, C, H, W) and steps t (B,)."""
         raise NotImplementedError
 
     @property
     def noise_scale(self) -> float:
+        """Scale s of z_T and of every injected noise at sampling time (1 for plain DDPM)."""
         return 1.0
+
+    def prior(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, noise_scale: float = 1.0
+    ) -> Tensor:
+        """The starting point z_T of sampling, on ``like``'s device: noise_scale·ε, ε ~ N(0, I)."""
+        return noise_scale * randn(shape, generator, like)
 
     def stats(self) -> dict[str, Tensor]:
         """Scalars worth logging after the last ``training_example`` (e.g. entropy, scale)."""
@@ -71,14 +82,20 @@ class Gaussian(Degradation):
 
 
 class EntropyScaled(Gaussian):
-    """DES: Gaussian noise scaled by s = sigmoid((H − offset) / temperature), H in bits.
+    """DES, Diffusion with Entropy Scale: z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·s·ε, target s·ε (the noise added).
 
-    ``per_image=False`` (``des``): H is the entropy of the whole batch's pixel values, one s per batch.
-    ``per_image=True`` (``des_image``): H and s per image.
+    H = −Σ p·log2 p of the 256-bin histogram of the pixel values over their own min..max
+    (``entropy.histogram_entropy``), s = sigmoid((H − offset) / temperature); the defaults
+    (offset 0, temperature 1) give exactly s = sigmoid(H), so 0.5 ≤ s < 1 for H in [0, 8] bits.
+    ``per_image=False`` (``des``): H of the whole batch's pixel values, one s per batch.
+    ``per_image=True`` (``des_image``): H and s per image (vectorised, no loop over images).
 
     Sampling has no batch to measure, so the scale used there is recorded during training: the
-    running (cumulative) mean of s over all training batches, a buffer saved in checkpoints.
-    ``sample_scale`` overrides it explicitly.
+    cumulative mean of s over all training batches (per-image s averaged within each batch), kept
+    in the ``running_scale`` buffer and therefore stored in checkpoints. s depends only on the data,
+    never on the network, so a plain mean is the right estimate (no decay). It scales z_T and every
+    step's noise (``noise_scale``; see ``samplers.py``). ``sample_scale`` overrides it explicitly.
+    The statistics are updated only in training mode, on the device, without host synchronisation.
     """
 
     running_scale: Tensor
@@ -95,8 +112,8 @@ class EntropyScaled(Gaussian):
         super().__init__()
         if temperature <= 0:
             raise DDPMError(f"degradation.temperature must be > 0, got {temperature!r}")
-        if bins < 2:
-            raise DDPMError(f"degradation.bins must be >= 2, got {bins!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise DDPMError(f"degradation.bins must be an integer >= 2, got {bins!r}")
         if sample_scale is not None and not sample_scale > 0:
             raise DDPMError(f"degradation.sample_scale must be > 0 or null, got {sample_scale!r}")
         self.per_image = per_image
@@ -109,6 +126,7 @@ class EntropyScaled(Gaussian):
         self._last: dict[str, Tensor] = {}
 
     def scale(self, x0: Tensor) -> Tensor:
+        """s = sigmoid((H − offset)/temperature): () for the batch, (B, 1, 1, 1) per image."""
         if self.per_image:
             h = image_entropy(x0, self.bins)  # (B,)
         else:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ddpm_lightning.core.degradations import randn
+from ddpm_lightning.core.degradations import Degradation, randn
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.schedules import NoiseSchedule
 
@@ -52,11 +52,15 @@ class Sampler:
         generator: torch.Generator | None = None,
         noise_scale: float = 1.0,
         device: torch.device | str = "cpu",
+        degradation: Degradation | None = None,
     ) -> Tensor:
-        """Run the whole chain from z_T ~ N(0, s²·I) to z_0. Returns (B, C, H, W)."""
+        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W)."""
         self.set_timesteps()
         like = torch.empty((), device=device)
-        z = noise_scale * randn(shape, generator, like)  # z_T, (B, C, H, W)
+        if degradation is None:
+            z = noise_scale * randn(shape, generator, like)  # z_T, (B, C, H, W)
+        else:
+            z = degradation.prior(shape, generator, like, noise_scale)
         for i, t in enumerate(self.timesteps):
             t_prev = self.previous(i)
             t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)

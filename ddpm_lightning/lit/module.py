@@ -72,9 +72,9 @@ class DiffusionModule(pl.LightningModule):
                 f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
                 f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
         for name, value in self.degradation.stats().items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
         return loss
 
 
@@ -114,7 +114,7 @@ class DiffusionModule(pl.LightningModule):
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             out.append(
-                chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device)
+                chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device, self.degradation)
             )
         self.train(was_training)
         return torch.cat(out).clamp(-1, 1)

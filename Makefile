@@ -1,0 +1,68 @@
+# ddpm_lightning: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# This machine and CI keep MNIST and the FID weights in ../shared; real users download them.
+SHARED := $(abspath ../shared)
+export DDPM_DATA_DIR ?= $(if $(wildcard $(SHARED)/data/MNIST/raw),$(SHARED)/data,)
+export DDPM_FID_WEIGHTS ?= $(if $(wildcard $(SHARED)/weights/pt_inception-2015-12-05.pth),$(SHARED)/weights/pt_inception-2015-12-05.pth,)
+ifeq ($(DDPM_DATA_DIR),)
+unexport DDPM_DATA_DIR
+endif
+ifeq ($(DDPM_FID_WEIGHTS),)
+unexport DDPM_FID_WEIGHTS
+endif
+
+ARGS ?=
+TB_HOST ?= 127.0.0.1
+TB_PORT ?= 6006
+
+.PHONY: help install train test test-fast tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the package (editable, with the dev extra)
+
+train: $(STAMP) ## train the default config (ARGS="trainer.max_epochs=1 schedule=geometric" to change it)
+	$(PY) -m ddpm_lightning.train $(ARGS)
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+tensorboard: $(STAMP) ## serve the runs under outputs/ on TB_HOST:TB_PORT (127.0.0.1:6006)
+	$(VENV)/bin/tensorboard --logdir outputs --host $(TB_HOST) --port $(TB_PORT)
+
+clean: ## remove caches (keeps outputs/ and .venv)
+	rm -rf .pytest_cache .cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The study (conf/experiment/study.yaml): 5 runs, then the report (table + figures) in the sweep dir.
+REPRO_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+STUDY_DIR ?= outputs/study/$(REPRO_STAMP)
+SMOKE_DIR ?= outputs/study-smoke/$(REPRO_STAMP)
+REPORT_ARGS ?=
+SMOKE_ARGS := trainer.accelerator=cpu T=10 trainer.max_epochs=2 data.train_subset=256 data.val_subset=32 \
+	data.batch_size=16 +trainer.limit_train_batches=2 +trainer.limit_val_batches=1 trainer.log_every_n_steps=1 \
+	callbacks.sample_grid.n=4
+
+.PHONY: reproduce reproduce-smoke
+
+reproduce: $(STAMP) ## the whole study + report into STUDY_DIR (GPU: ~1-3 h; CPU: weeks, see README)
+	$(PY) -m ddpm_lightning.train experiment=study hydra.sweep.dir=$(STUDY_DIR) $(ARGS); status=$$?; \
+	$(PY) -m ddpm_lightning.report $(STUDY_DIR) $(REPORT_ARGS) && exit $$status
+
+reproduce-smoke: $(STAMP) ## the same sweep + report with tiny settings on CPU (a few minutes) into SMOKE_DIR
+	$(PY) -m ddpm_lightning.train experiment=study hydra.sweep.dir=$(SMOKE_DIR) $(SMOKE_ARGS) $(ARGS); status=$$?; \
+	$(PY) -m ddpm_lightning.report $(SMOKE_DIR) --early-epoch 0 --late-epoch 1 $(REPORT_ARGS) && exit $$status

@@ -1,0 +1,102 @@
+"""Summarise a sweep: ``python -m ddpm_lightning.report <sweep dir> [--early-epoch 6] [--late-epoch 49]``.
+
+Reads every run under the directory (a multirun sweep dir, a folder of runs, or one run dir): its
+config and overrides (.hydra/), final metrics (metrics.yaml), logged scalars (tensorboard/ via
+EventAccumulator) and sample grids (samples/epoch_XXX.png). Writes into the directory (or --out):
+
+- ``report.md``: the table of final metrics per run, failed runs and their errors, the figures;
+- ``report.csv``: the same table, machine-readable (with each run's error and path);
+- ``fig_loss.png``, ``fig_psnr_ssim.png``, ``fig_fid.png``: train/val loss, PSNR/SSIM and FID/KID per epoch;
+- ``fig_schedules.png``: β_t, ᾱ_t and SNR(t) of the schedules used;
+- ``fig_samples.png``: early and late sample grids of each run side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ddpm_lightning.core.errors import DDPMError
+
+
+FIGURES = {
+    "loss": "fig_loss.png",
+    "psnr_ssim": "fig_psnr_ssim.png",
+    "fid": "fig_fid.png",
+    "schedules": "fig_schedules.png",
+    "samples": "fig_samples.png",
+}
+
+
+def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int = 6, late_epoch: int = 49) -> dict[str, Path]:
+    """Write the table, figures and markdown for the runs under ``root``; return {name: path}."""
+    from ddpm_lightning.reporting import figures
+    from ddpm_lightning.reporting.runs import read_runs, varying_overrides
+    from ddpm_lightning.reporting.table import build_table, write_table
+
+    root = Path(root)
+    runs = read_runs(root)
+    out = Path(out_dir) if out_dir is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+    labels = {name: (f"{name}: {' '.join(o)}" if o else name)[:70] for name, o in varying_overrides(runs).items()}
+
+    table = build_table(runs)
+    csv, markdown = write_table(table, out)
+    paths = {"csv": csv}
+    notes: list[str] = []
+    curves = {
+        "loss": ([("train/loss", "loss"), ("val/loss", "loss")], "diffusion loss per epoch"),
+        "psnr_ssim": ([("val/psnr", "PSNR (dB)"), ("val/ssim", "SSIM")], "sample quality per epoch"),
+        "fid": ([("val/fid", "FID"), ("val/kid", "KID"), ("val/fid_mnist", "FID (MNIST classifier)")], "FID / KID per epoch"),
+    }
+    for name, (panels, title) in curves.items():
+        paths[name] = out / FIGURES[name]
+        notes += figures.plot_curves(runs, panels, labels, paths[name], title)
+    paths["schedules"] = out / FIGURES["schedules"]
+    notes += figures.plot_schedules(runs, paths["schedules"])
+    paths["samples"] = out / FIGURES["samples"]
+    notes += figures.plot_samples(runs, labels, early_epoch, late_epoch, paths["samples"])
+
+    counts = {s: sum(r.status == s for r in runs) for s in ("ok", "failed", "incomplete")}
+    lines = [
+        f"# Report: {root}",
+        "",
+        f"{len(runs)} runs: {counts['ok']} finished, {counts['failed']} failed, {counts['incomplete']} incomplete. "
+        "Final metrics come from each run's metrics.yaml (blank: not logged; failed runs have none).",
+        "",
+        markdown,
+        "",
+    ]
+    failed = [r for r in runs if r.status != "ok"]
+    if failed:
+        lines += ["## Failed or incomplete runs", ""] + [f"- run {r.name} ({r.status}): {r.error}" for r in failed] + [""]
+    lines += ["## Figures", ""] + [f"![{name}]({paths[name].name})" for name in FIGURES] + [""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    paths["markdown"] = out / "report.md"
+    paths["markdown"].write_text("\n".join(lines))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ddpm_lightning.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", help="a multirun sweep directory, a folder of runs, or a single run directory")
+    parser.add_argument("--out", default=None, help="write the report here instead of into sweep_dir")
+    parser.add_argument("--early-epoch", type=int, default=6, help="early sample grid epoch, 0-based (default 6)")
+    parser.add_argument("--late-epoch", type=int, default=49, help="late sample grid epoch, 0-based (default 49)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        paths = report(args.sweep_dir, args.out, args.early_epoch, args.late_epoch)
+    except DDPMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

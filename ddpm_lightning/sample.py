@@ -1,0 +1,50 @@
+"""Sample from a trained checkpoint: ``python -m ddpm_lightning.sample ckpt_path=... n=64``.
+
+Writes a PNG grid (and, with ``save_tensor=true``, the images as a (n, 1, 28, 28) tensor in [−1, 1])
+into the run directory, or to ``output`` if given. ``sampler=ddim`` replaces the checkpoint's sampler.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ddpm_lightning.cli import entry, run_task
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.lit.callbacks import save_grid
+from ddpm_lightning.lit.checkpoint import load_module
+
+log = logging.getLogger(__name__)
+
+
+def sample(cfg: DictConfig) -> Path:
+    if not cfg.get("ckpt_path"):
+        raise DDPMError("ckpt_path is required, e.g. ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt")
+    if int(cfg.n) < 1:
+        raise DDPMError(f"n must be >= 1, got {cfg.n!r}")
+    module, _ = load_module(cfg.ckpt_path)
+    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    module.to(device)
+    sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
+    images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size))
+    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"
+    save_grid(images, out)
+    log.info("wrote %d samples to %s", images.shape[0], out)
+    if cfg.get("save_tensor"):
+        torch.save(images.cpu(), out.with_suffix(".pt"))
+        log.info("wrote the tensor to %s", out.with_suffix(".pt"))
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    run_task(sample, cfg)
+
+
+if __name__ == "__main__":
+    entry(main, ("sampler",), "sample")

@@ -1,0 +1,114 @@
+"""Lightning DDP on CPU (gloo, 2 processes) through the real entry point, and torchmetrics under DDP.
+
+1. ``python -m ddpm_lightning.train trainer=ddp trainer.accelerator=cpu trainer.devices=2``: Lightning
+   re-launches the module for rank 1 with the same argv plus ``hydra.run.dir=<rank 0's dir>``; both
+   ranks train, logged metrics are reduced across ranks, and checkpoints, TensorBoard events, sample
+   grids and .hydra/ are written once.
+2. A torchmetrics metric updated by 2 gloo processes with half of a fixed sample set each equals the
+   value one process computes over all of it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from omegaconf import OmegaConf
+from tests.test_report import TINY, only_core_callbacks, run_module
+from torch import Tensor, nn
+from torchmetrics.image import FrechetInceptionDistance, PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+
+def _final_metrics(log: Path) -> dict[str, float]:
+    """The ``final metrics: {...}`` dict train.py logs at the end of a run."""
+    match = re.search(r"final metrics: (\{.*\})", log.read_text())
+    assert match, f"no final metrics in {log}"
+    return ast.literal_eval(match.group(1))
+
+
+def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_module(
+        "ddpm_lightning.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
+        *only_core_callbacks(), f"hydra.run.dir={run}", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
+
+    # rank 1 ran in the same run dir (its own log file, no .hydra/ of its own)
+    rank0, rank1 = _final_metrics(run / "train.log"), _final_metrics(run / "train_ddp_process_1.log")
+    assert OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.job.name == "train"  # rank 0's, written once
+    # metrics are reduced across ranks: both ranks end with the same epoch values
+    for key in ("val/loss", "train/loss_epoch"):
+        assert rank0[key] == pytest.approx(rank1[key], rel=1e-6), key
+    assert OmegaConf.load(run / "metrics.yaml")["val/loss"] == pytest.approx(rank0["val/loss"])
+
+    # written once: one events file, one set of checkpoints and grids, nothing stray next to the run
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+# ---- torchmetrics under DDP ----------------------------------------------------------------------
+class TinyFeatures(nn.Module):
+    """A fixed random conv feature extractor for FID: uint8 (B, 1, 28, 28) -> (B, 8)."""
+
+    num_features = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 5, stride=2), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.float() / 255.0)
+
+
+def _samples() -> tuple[Tensor, Tensor]:
+    """A fixed set of 40 'real' and 40 'generated' images in [0, 1], (40, 1, 28, 28) each."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(40, 1, 28, 28, generator=g)
+    fake = (real + 0.3 * torch.randn(40, 1, 28, 28, generator=g)).clamp(0, 1)
+    return real, fake
+
+
+def _metric_values(real: Tensor, fake: Tensor) -> dict[str, float]:
+    psnr, ssim = PeakSignalNoiseRatio(data_range=1.0), StructuralSimilarityIndexMeasure(data_range=1.0)
+    fid = FrechetInceptionDistance(feature=TinyFeatures())
+    psnr.update(fake, real)
+    ssim.update(fake, real)
+    fid.update((real * 255).to(torch.uint8), real=True)
+    fid.update((fake * 255).to(torch.uint8), real=False)
+    return {"psnr": psnr.compute().item(), "ssim": ssim.compute().item(), "fid": fid.compute().item()}
+
+
+def _ddp_worker(rank: int, world_size: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        real, fake = _samples()
+        part = slice(rank * 20, (rank + 1) * 20)  # each rank its half
+        values = _metric_values(real[part], fake[part])  # compute() all-reduces the states
+        if rank == 0:
+            torch.save(values, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg_init"), str(out)), nprocs=2, join=True)
+    under_ddp = torch.load(out)
+
+    real, fake = _samples()
+    single = _metric_values(real, fake)
+    half = _metric_values(real[:20], fake[:20])
+    for key in ("psnr", "ssim", "fid"):
+        assert under_ddp[key] == pytest.approx(single[key], rel=1e-5, abs=1e-6), key
+        assert half[key] != pytest.approx(single[key], rel=1e-3), f"{key}: the halves alone give the same value"

@@ -1,0 +1,191 @@
+"""``python -m ddpm_lightning.report``: a real 2×2 multirun → one table row per run and every figure;
+metric keys picked up when logged and blank when not; single run / folder of runs; clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from ddpm_lightning.report import FIGURES, report
+from ddpm_lightning.reporting.runs import nearest_epoch, read_scalars
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", REPO.parent / "shared" / "data"))
+
+# A run in a few seconds on CPU: tiny T, tiny CNN, 2 batches of 32, 2 epochs.
+TINY = [
+    "T=10",
+    "capacity.channels=[8,8]",
+    "data.train_subset=256",
+    "data.val_subset=64",
+    "data.batch_size=32",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "callbacks.sample_grid.n=4",
+    "callbacks.progress_bar=null",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def only_core_callbacks() -> list[str]:
+    """``callbacks.<name>=null`` for every callback but checkpoints and sample grids (e.g. FID
+    callbacks, too slow for these tests), whatever conf/callbacks/default.yaml holds today."""
+    cfg = OmegaConf.load(REPO / "conf" / "callbacks" / "default.yaml")
+    return [f"callbacks.{k}=null" for k in cfg if k not in ("model_checkpoint", "sample_grid", "progress_bar")]
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000, path
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.verify()
+    pixels = mpimg.imread(path)  # (H, W, 4) floats
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pixels[..., :3].std() > 0.01, f"{path} is blank"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 2×2 multirun: schedule ∈ {linear, geometric} × lr ∈ {1e-3, 2e-4}."""
+    if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
+    tmp = tmp_path_factory.mktemp("report")
+    out = tmp / "sweep"
+    proc = run_module(
+        "ddpm_lightning.train", "-m", "schedule=linear,geometric", "optimizer.lr=1e-3,2e-4", *TINY,
+        *only_core_callbacks(), f"hydra.sweep.dir={out}", cwd=tmp,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_report_on_a_2x2_multirun(sweep: Path) -> None:
+    proc = run_module("ddpm_lightning.report", str(sweep), cwd=sweep.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    table = pd.read_csv(sweep / "report.csv")
+    assert len(table) == 4 and list(table["run"].astype(str)) == ["0", "1", "2", "3"]
+    assert set(table["status"]) == {"ok"}
+    assert set(table["overrides"]) == {
+        f"schedule={s} optimizer.lr={lr}" for s in ("linear", "geometric") for lr in ("0.001", "0.0002")
+    }
+    assert list(table["schedule"]) == ["linear", "linear", "geometric", "geometric"]
+    for _, row in table.iterrows():  # the table's numbers are the runs' own final metrics
+        final = OmegaConf.load(Path(row["path"]) / "metrics.yaml")
+        assert row["val/loss"] == pytest.approx(final["val/loss"])
+        assert row["train_time_s"] == pytest.approx(final["train_time_s"]) and row["train_time_s"] > 0
+    # CNN((8, 8)): two 7×7 conv blocks with LayerNorm over (C, 28, 28), a 3×3 out conv, a time MLP
+    from ddpm_lightning.core.networks.cnn import CNN
+
+    assert set(table["num_parameters"]) == {sum(p.numel() for p in CNN(channels=(8, 8)).parameters())}
+
+    markdown = (sweep / "report.md").read_text()
+    assert markdown.count("\n| ") == 5  # header + 4 runs (the separator row starts with "|---")
+    assert "4 runs: 4 finished, 0 failed" in markdown
+    assert "run 0: early epoch 6 not available, showing epoch 1" in markdown  # nearest-epoch fallback, said
+    for name in FIGURES.values():
+        assert f"({name})" in markdown
+        assert_png(sweep / name)
+
+
+def test_report_single_run_and_folder_of_runs(sweep: Path, tmp_path: Path) -> None:
+    single = report(sweep / "2", out_dir=tmp_path / "single", early_epoch=0, late_epoch=1)
+    table = pd.read_csv(single["csv"])
+    assert len(table) == 1 and table["schedule"][0] == "geometric"
+    assert "(nearest to" not in (tmp_path / "single" / "report.md").read_text()  # epochs 0 and 1 exist
+
+    folder = tmp_path / "runs"
+    (folder / "a").mkdir(parents=True)
+    shutil.copytree(sweep / "0", folder / "a" / "first")
+    shutil.copytree(sweep / "3", folder / "second")
+    paths = report(folder)
+    table = pd.read_csv(paths["csv"])
+    assert sorted(table["run"]) == ["a/first", "second"]
+    for key in FIGURES:
+        assert_png(paths[key])
+
+
+def _events(path: Path, tags: dict[str, list[float]]) -> None:
+    """Epoch-level scalars as Lightning writes them: value and ``epoch`` at each epoch's last step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(path))
+    for epoch in range(len(next(iter(tags.values())))):
+        step = 2 * epoch + 1
+        writer.add_scalar("epoch", epoch, step)
+        for tag, values in tags.items():
+            writer.add_scalar(tag, values[epoch], step)
+        writer.add_scalar("epoch", epoch + 1, step)  # the next epoch's first batch can share the step
+    writer.close()
+
+
+def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) -> None:
+    """Runs whose callbacks logged FID/KID/PSNR/SSIM (keys of the metric callbacks) fill those cells
+    and curves; a run without them stays blank; an unknown val/* key gets its own column."""
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep / "0", root / "0")
+    shutil.copytree(sweep / "1", root / "1")
+    logged = {
+        "val/psnr": [9.5, 11.25], "val/ssim": [0.125, 0.375], "val/fid": [250.0, 120.5],
+        "val/kid": [0.25, 0.0625], "val/fid_mnist": [80.0, 40.25], "val/kid_std": [0.01, 0.02],
+    }
+    _events(root / "0" / "tensorboard", logged)
+    final = OmegaConf.to_container(OmegaConf.load(root / "0" / "metrics.yaml"))
+    final.update({k: v[-1] for k, v in logged.items() if k != "val/kid_std"})  # kid_std: last scalar
+    (root / "0" / "metrics.yaml").write_text(OmegaConf.to_yaml(final))
+
+    scalars = read_scalars(root / "0" / "tensorboard")
+    assert scalars["val/psnr"] == ([0, 1], [9.5, 11.25])
+    assert scalars["val/loss"][0] == [0, 1]  # Lightning's own events, same epochs
+
+    paths = report(root)
+    table = pd.read_csv(paths["csv"]).set_index("run")
+    for key, values in logged.items():
+        assert table.loc[0, key] == pytest.approx(values[-1])
+        assert pd.isna(table.loc[1, key])
+    markdown = paths["markdown"].read_text()
+    assert "val/psnr` was not logged" not in markdown and "val/fid` was not logged" not in markdown
+    assert "| 11.25 |" in markdown and "| 0.3750 |" in markdown  # PSNR, SSIM in the markdown table
+
+
+def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep / "0", root / "0")
+    shutil.copytree(sweep / "1", root / "1")
+    (root / "1" / "metrics.yaml").unlink()  # killed before the end: no metrics, no FAILED marker
+    table = pd.read_csv(report(root)["csv"])
+    assert list(table["status"]) == ["ok", "incomplete"]
+    assert table["val/loss"][1] == pytest.approx(read_scalars(root / "1" / "tensorboard")["val/loss"][1][-1])
+
+
+def test_report_errors_are_one_line(tmp_path: Path) -> None:
+    for target, expected in ((tmp_path / "missing", "not a directory"), (tmp_path, "no runs under")):
+        proc = run_module("ddpm_lightning.report", str(target), cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ") and expected in proc.stderr
+
+
+def test_nearest_epoch() -> None:
+    assert nearest_epoch([0, 1, 5, 10], 6) == 5
+    assert nearest_epoch([0, 4, 8], 6) == 4  # tie -> the earlier epoch
+    assert nearest_epoch([0, 1], 49) == 1
+    assert nearest_epoch([], 3) is None

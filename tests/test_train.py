@@ -1,0 +1,132 @@
+"""End-to-end: the real Hydra entry points on tiny settings against the real MNIST files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_lightning.cli import _compose, check_overrides, user_error
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.lit.checkpoint import build_module
+from ddpm_lightning.lit.data import load_mnist
+from ddpm_lightning.train import GROUPS
+from tests.conftest import TINY, run_cli
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_train_checkpoint_sample(tmp_path: Path, data_dir: Path) -> None:
+    run_dir = tmp_path / "run"
+    _ok(run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file() and len(list((run_dir / "checkpoints").glob("epoch_*.ckpt"))) == 1
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == ["epoch_000.png", "epoch_001.png"]
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)  # no code executed from the file
+    assert ckpt["epoch"] == 1 and ckpt["ddpm_config"]["schedule"]["T"] == 20
+
+    out = tmp_path / "grid.png"
+    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=9", f"output={out}", "save_tensor=true",
+                f"hydra.run.dir={tmp_path / 'sample'}"))
+    with Image.open(out) as im:
+        assert im.size == (3 * 30 + 2, 3 * 30 + 2)  # 3×3 grid of 28-px images with 2-px padding
+    images = torch.load(out.with_suffix(".pt"), weights_only=True)
+    assert images.shape == (9, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+
+    # the same seed gives the same samples; DDIM through the CLI is different but valid
+    out2 = tmp_path / "grid2.pt"
+    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=9", f"output={out2.with_suffix('.png')}",
+                "save_tensor=true", f"hydra.run.dir={tmp_path / 'sample2'}"))
+    assert torch.equal(images, torch.load(out2, weights_only=True))
+    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "sampler=ddim", "sampler.num_steps=5",
+                f"hydra.run.dir={tmp_path / 'sample3'}"))
+    assert (tmp_path / "sample3" / "samples.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("schedule=foo", "unknown schedule 'foo'; valid choices: cosine, custom, geometric, linear"),
+        ("capacity=huge", "unknown capacity 'huge'; valid choices: large, small"),
+        ("model=mlp", "unknown model 'mlp'; valid choices: cnn, unet"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs must be int, got 'abc'"),
+        ("data.download=maybe", "data.download must be bool, got 'maybe'"),
+        ("no_such_option=1", "Could not override 'no_such_option'. To append to your config use +no_such_option=1"),
+        ("trainer.max_epochs=[1", "bad override:"),
+    ],
+)
+def test_bad_override_is_one_clear_line(capsys, override: str, needle: str) -> None:
+    """Checked before Hydra starts (in process: the same function the entry point calls)."""
+    with pytest.raises(SystemExit) as info:
+        check_overrides(["train", "T=20", override], "train", GROUPS)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {needle}"), err
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("schedule.beta_end=1.5", "schedule.beta_end must lie in (0, 1), got 1.5"),
+        ("schedule.beta_start=0.0", "schedule.beta_start must lie in (0, 1), got 0.0"),
+        ("schedule.beta_start=0.05", "schedule.beta_start (0.05) must not exceed schedule.beta_end (0.02)"),
+        ("T=1", "schedule.T must be an integer >= 2, got 1"),
+        ("capacity.channels=[]", "channels must be a non-empty list of positive integers, got []"),
+        ("capacity.channels=[16,0]", "channels must be a non-empty list of positive integers, got [16, 0]"),
+    ],
+)
+def test_bad_value_is_a_user_error(override: str, needle: str) -> None:
+    """The composed config fails while being instantiated with a DDPMError, which run_task prints as one line."""
+    cfg = _compose("train", [override])
+    with pytest.raises(Exception) as info:
+        build_module(cfg)
+    assert str(user_error(info.value)) == needle
+
+
+@pytest.mark.parametrize("override", ["schedule.beta_end=1.5", "capacity.channels=[]"])
+def test_bad_value_through_the_entry_point(tmp_path: Path, override: str) -> None:
+    proc = run_cli("ddpm_lightning.train", *TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert (tmp_path / "run" / "FAILED").read_text().strip() == errors[0].removeprefix("error: ")
+
+
+def test_missing_mnist_without_network(tmp_path: Path) -> None:
+    proc = run_cli("ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert "error: MNIST not found in" in proc.stderr and "set DDPM_DATA_DIR" in proc.stderr
+    with pytest.raises(DDPMError, match="MNIST files missing in"):
+        load_mnist(tmp_path / "nowhere", "train", download=False)
+
+
+def _copy_mnist(src: Path, dst: Path) -> Path:
+    raw = dst / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in (src / "MNIST" / "raw").glob("t10k-*-ubyte"):
+        (raw / f.name).write_bytes(f.read_bytes())
+    return raw
+
+
+@pytest.mark.parametrize("corruption", ["magic", "truncated"])
+def test_corrupt_mnist(tmp_path: Path, data_dir: Path, corruption: str) -> None:
+    raw = _copy_mnist(data_dir, tmp_path / "data")
+    f = raw / "t10k-images-idx3-ubyte"
+    data = bytearray(f.read_bytes())
+    if corruption == "magic":
+        data[2:4] = b"\x08\x01"
+        f.write_bytes(bytes(data))
+        needle = "has magic number 2049, expected 2051"
+    else:
+        f.write_bytes(bytes(data[: len(data) // 2]))
+        needle = "truncated or corrupt"
+    with pytest.raises(DDPMError) as info:
+        load_mnist(tmp_path / "data", "test")
+    assert needle in str(info.value) and str(f) in str(info.value) and "\n" not in str(info.value)
