@@ -55,14 +55,25 @@ SMOKE_DIR ?= outputs/study-smoke/$(REPRO_STAMP)
 REPORT_ARGS ?=
 SMOKE_ARGS := trainer.accelerator=cpu T=10 trainer.max_epochs=2 data.train_subset=256 data.val_subset=32 \
 	data.batch_size=16 +trainer.limit_train_batches=2 +trainer.limit_val_batches=1 trainer.log_every_n_steps=1 \
-	callbacks.sample_grid.n=4
+	callbacks.sample_grid.n=4 callbacks.generative_metrics.n=16 callbacks.generative_metrics.every_n_epochs=2 \
+	callbacks.generative_metrics.psnr_references=8 callbacks.generative_metrics.kid_subsets=10 \
+	callbacks.generative_metrics.kid_subset_size=8 callbacks.denoising_metrics.n=8
 
 .PHONY: reproduce reproduce-smoke
 
-reproduce: $(STAMP) ## the whole study + report into STUDY_DIR (GPU: ~1-3 h; CPU: weeks, see README)
+reproduce: $(STAMP) ## the whole study (5 runs) + report into STUDY_DIR (one GPU: est. 1-4 h; 2-core CPU: weeks)
 	$(PY) -m ddpm_lightning.train experiment=study hydra.sweep.dir=$(STUDY_DIR) $(ARGS); status=$$?; \
 	$(PY) -m ddpm_lightning.report $(STUDY_DIR) $(REPORT_ARGS) && exit $$status
 
 reproduce-smoke: $(STAMP) ## the same sweep + report with tiny settings on CPU (a few minutes) into SMOKE_DIR
 	$(PY) -m ddpm_lightning.train experiment=study hydra.sweep.dir=$(SMOKE_DIR) $(SMOKE_ARGS) $(ARGS); status=$$?; \
 	$(PY) -m ddpm_lightning.report $(SMOKE_DIR) --early-epoch 0 --late-epoch 1 $(REPORT_ARGS) && exit $$status
+
+# Benchmarks against plain PyTorch (benchmarks/README.md); results in benchmarks/results/ (git-ignored).
+.PHONY: bench bench-gpu
+
+bench: $(STAMP) ## benchmark vs plain PyTorch: CPU, then GPU if present (~10-15 min on 2 cores; ARGS="--ckpt ...")
+	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-gpu: $(STAMP) ## the five study runs, 2 epochs each on one GPU, and the projected cost of the whole study (<= 10 min)
+	$(PY) -m benchmarks.gpu_study $(ARGS)

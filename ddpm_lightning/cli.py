@@ -21,6 +21,23 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FAILED_MARKER = "FAILED"
 
 
+def resume_dir(ckpt_path: str | None, default: str) -> str:
+    """The run directory a resumed run keeps writing to: ``<run>`` for ``<run>/checkpoints/x.ckpt``.
+
+    Used as ``paths.output_dir: ${resume_dir:${ckpt_path},${hydra:runtime.output_dir}}`` so that a
+    resumed run appends to the same TensorBoard run, checkpoints and sample grids.
+    """
+    if ckpt_path:
+        p = Path(str(ckpt_path)).resolve()
+        if p.parent.name == "checkpoints":
+            return str(p.parent.parent)
+    return default
+
+
+if not OmegaConf.has_resolver("resume_dir"):
+    OmegaConf.register_new_resolver("resume_dir", resume_dir)
+
+
 def user_error(exc: BaseException) -> DDPMError | None:
     """The DDPMError behind ``exc`` (Hydra wraps errors raised while instantiating), if any."""
     seen: BaseException | None = exc

@@ -28,6 +28,13 @@ FIGURES = {
     "schedules": "fig_schedules.png",
     "samples": "fig_samples.png",
 }
+CAPTIONS = {
+    "loss": "Training loss (epoch mean) and validation loss per epoch, one line per run (dashed: failed or incomplete).",
+    "psnr_ssim": "PSNR and SSIM of the generated samples per epoch (val/psnr, val/ssim).",
+    "fid": "FID, KID and the MNIST-classifier FID per epoch (val/fid, val/kid, val/fid_mnist).",
+    "schedules": "β_t, ᾱ_t and SNR(t) (log scale) of each distinct noise schedule the runs used.",
+    "samples": "Each run's fixed-seed sample grid at the early and the late epoch.",
+}
 
 
 def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int = 6, late_epoch: int = 49) -> dict[str, Path]:
@@ -69,10 +76,19 @@ def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int
         markdown,
         "",
     ]
+    optuna = root / "optimization_results.yaml"  # an hparams_search sweep (Optuna sweeper)
+    if optuna.is_file():
+        from omegaconf import OmegaConf
+
+        best = OmegaConf.load(optuna)
+        params = " ".join(f"{k}={v}" for k, v in (best.get("best_params") or {}).items())
+        lines += [f"Optuna search: best value {best.get('best_value')} with {params}.", ""]
     failed = [r for r in runs if r.status != "ok"]
     if failed:
         lines += ["## Failed or incomplete runs", ""] + [f"- run {r.name} ({r.status}): {r.error}" for r in failed] + [""]
-    lines += ["## Figures", ""] + [f"![{name}]({paths[name].name})" for name in FIGURES] + [""]
+    lines += ["## Figures", ""]
+    for name in FIGURES:
+        lines += [f"![{name}]({paths[name].name})", "", f"*{paths[name].name}*: {CAPTIONS[name]}", ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     paths["markdown"] = out / "report.md"
@@ -81,7 +97,10 @@ def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ddpm_lightning.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ddpm_lightning.report",
+        description="Summarise training runs: a table of final metrics (report.md, report.csv) and figures, written into the runs' folder.",
+    )
     parser.add_argument("sweep_dir", help="a multirun sweep directory, a folder of runs, or a single run directory")
     parser.add_argument("--out", default=None, help="write the report here instead of into sweep_dir")
     parser.add_argument("--early-epoch", type=int, default=6, help="early sample grid epoch, 0-based (default 6)")

@@ -14,31 +14,54 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import build_module
+from ddpm_lightning.lit.checkpoint import build_module, check_compatible
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment")
+GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
+
+
+def check_ddp_launch(trainer: pl.Trainer) -> None:
+    """Lightning's DDP starts ranks > 0 by re-running this command (same argv, plus hydra.run.dir): in a
+    multirun that re-runs the whole sweep. Refuse it there; ddp_spawn and SLURM-started ranks are fine."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if not isinstance(launcher, _SubprocessScriptLauncher) or launcher.cluster_environment.creates_processes_externally:
+        return
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise DDPMError(
+            "trainer.strategy=ddp starts each extra rank by re-running the command, which in a multirun re-runs the "
+            "whole sweep; in a multirun use trainer.strategy=ddp_spawn or hydra/launcher=slurm (srun starts the ranks)"
+        )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    if cfg.get("threads"):  # speed option: CPU threads for torch (null: torch's default, one per core)
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
     run_config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 
+    if cfg.get("ckpt_path"):  # resume: refuse a checkpoint of another model before Lightning loads it
+        check_compatible(cfg.ckpt_path, run_config)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, run_config)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_ddp_launch(trainer)
 
     log.info("network %s: %d parameters; schedule %s", cfg.model._target_, module.num_parameters(), module.schedule)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report
@@ -47,7 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:  # under DDP every rank gets here; one writes
         Path(cfg.paths.output_dir, "metrics.yaml").write_text(OmegaConf.to_yaml(metrics))
     objective = cfg.get("optimized_metric")
-    if objective and objective not in metrics:
+    if objective and trainer.is_global_zero and objective not in metrics:  # rank-0-only metrics: ask rank 0
         raise DDPMError(
             f"optimized_metric '{objective}' was not logged by this run (logged: {', '.join(sorted(metrics))}); "
             "enable the callback that logs it, or set optimized_metric=val/loss"

@@ -25,6 +25,9 @@ TINY = [
     "+trainer.limit_train_batches=2",
     "trainer.log_every_n_steps=1",
     "callbacks.sample_grid.n=4",
+    "callbacks.generative_metrics.n=8",
+    "callbacks.generative_metrics.psnr_references=8",
+    "callbacks.denoising_metrics.n=8",
 ]
 
 
@@ -41,3 +44,12 @@ def data_dir() -> Path:
     if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """A tiny 2-epoch run through the real entry point, shared by the tests that need a checkpoint."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir

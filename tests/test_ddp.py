@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
-from tests.test_report import TINY, only_core_callbacks, run_module
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
@@ -32,14 +31,20 @@ def _final_metrics(log: Path) -> dict[str, float]:
 
 
 def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+    from tests.test_report import TINY, only_core_callbacks, run_module  # here: spawned workers import this file
+
+    # The default run dir (outputs/train/runs/<date>/<time with µs>) is resolved once, by rank 0: rank 1
+    # gets it as hydra.run.dir, else it would make a directory of its own.
     proc = run_module(
         "ddpm_lightning.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
-        *only_core_callbacks(), f"hydra.run.dir={run}", cwd=tmp_path,
+        *only_core_callbacks(), cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
+    runs = list((tmp_path / "outputs" / "train" / "runs").glob("*/*"))
+    assert len(runs) == 1, runs
+    run = runs[0]
 
     # rank 1 ran in the same run dir (its own log file, no .hydra/ of its own)
     rank0, rank1 = _final_metrics(run / "train.log"), _final_metrics(run / "train_ddp_process_1.log")
@@ -53,7 +58,7 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path) -> None:
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
 
 
 # ---- torchmetrics under DDP ----------------------------------------------------------------------
@@ -112,3 +117,31 @@ def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
     for key in ("psnr", "ssim", "fid"):
         assert under_ddp[key] == pytest.approx(single[key], rel=1e-5, abs=1e-6), key
         assert half[key] != pytest.approx(single[key], rel=1e-3), f"{key}: the halves alone give the same value"
+
+
+@pytest.mark.parametrize(("strategy", "mode", "refused"), [
+    ("ddp", "MULTIRUN", True), ("ddp_spawn", "MULTIRUN", False), ("ddp", "RUN", False),
+])
+def test_ddp_in_a_multirun_is_refused_with_one_line(strategy: str, mode: str, refused: bool) -> None:
+    """Lightning's ``ddp`` re-runs the command for rank 1: inside a multirun, the whole sweep (observed:
+    jobs run twice, stray rank processes). train.py refuses it there and names what works."""
+    import lightning.pytorch as pl
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from ddpm_lightning.core.errors import DDPMError
+    from ddpm_lightning.train import check_ddp_launch
+    from tests.test_report import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.mode={mode}"], return_hydra_config=True)
+    trainer = pl.Trainer(strategy=strategy, accelerator="cpu", devices=2, logger=False, enable_progress_bar=False)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        if refused:
+            with pytest.raises(DDPMError, match="in a multirun use trainer.strategy=ddp_spawn or hydra/launcher=slurm"):
+                check_ddp_launch(trainer)
+        else:
+            check_ddp_launch(trainer)
+    finally:
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]

@@ -37,6 +37,8 @@ def test_study_experiments(experiment: str) -> None:
     assert list(cfg.capacity.channels) == channels and cfg.model._target_.endswith(".CNN")
     assert cfg.degradation._target_.endswith(f".{degradation}")
     assert (cfg.T, cfg.trainer.max_epochs, cfg.optimizer.lr, cfg.data.batch_size) == (1000, 50, 2e-4, 128)
+    metrics = cfg.callbacks.generative_metrics  # FID, KID, classifier FID, PSNR/SSIM: N = 1000 every epoch
+    assert (metrics.n, metrics.every_n_epochs) == (1000, 1) and metrics.fid and metrics.kid and metrics.fid_mnist
 
 
 def test_study_sweep_runs_each_study_experiment_once() -> None:
@@ -90,11 +92,11 @@ def test_hparams_search_composes() -> None:
 
 
 def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
-    """Two jobs in parallel (joblib); β2 = 2.0 is invalid. Hydra exits non-zero once both ended;
-    the good job has its checkpoint and metrics; the report marks the bad one as failed."""
+    """Two jobs one after the other (basic launcher); the first, β2 = 2.0, is invalid. The second still
+    runs (checkpoint, metrics), Hydra exits non-zero at the end, the report marks the first failed."""
     sweep = tmp_path / "sweep"
     proc = run_module(
-        "ddpm_lightning.train", "-m", "hydra/launcher=parallel", "schedule.beta_end=2.0,0.02", *TINY,
+        "ddpm_lightning.train", "-m", "schedule.beta_end=2.0,0.02", *TINY,
         "trainer.max_epochs=1", *only_core_callbacks(), f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )
     assert proc.returncode != 0
@@ -124,3 +126,4 @@ def test_optuna_search_two_trials(tmp_path: Path) -> None:
     assert results.best_value == pytest.approx(min(trials))
     assert set(results.best_params) == {"optimizer.lr", "schedule.beta_end", "capacity"}
     assert 0.005 <= results.best_params["schedule.beta_end"] <= 0.05
+    assert f"Optuna search: best value {results.best_value}" in report(sweep)["markdown"].read_text()

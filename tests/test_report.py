@@ -12,10 +12,11 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ddpm_lightning.report import FIGURES, report
+from ddpm_lightning.report import FIGURES, main, report
 from ddpm_lightning.reporting.runs import nearest_epoch, read_scalars
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,10 +41,15 @@ TINY = [
 
 
 def only_core_callbacks() -> list[str]:
-    """``callbacks.<name>=null`` for every callback but checkpoints and sample grids (e.g. FID
-    callbacks, too slow for these tests), whatever conf/callbacks/default.yaml holds today."""
-    cfg = OmegaConf.load(REPO / "conf" / "callbacks" / "default.yaml")
-    return [f"callbacks.{k}=null" for k in cfg if k not in ("model_checkpoint", "sample_grid", "progress_bar")]
+    """``callbacks.<name>=null`` for the sample-quality metric callbacks (FID, KID, ...: minutes on CPU)
+    in the composed default config, whatever it holds; checkpointing and sample grids stay on."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["paths.output_dir=."])
+    return [
+        f"callbacks.{name}=null"
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if node is not None and "metric" in str(node.get("_target_", ""))
+    ]
 
 
 def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -65,13 +71,14 @@ def assert_png(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 2×2 multirun: schedule ∈ {linear, geometric} × lr ∈ {1e-3, 2e-4}."""
+    """A real 2×2 multirun, schedule ∈ {linear, geometric} × lr ∈ {1e-3, 2e-4}, two jobs at a time
+    (joblib launcher, conf/hydra/launcher/parallel.yaml)."""
     if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "sweep"
     proc = run_module(
-        "ddpm_lightning.train", "-m", "schedule=linear,geometric", "optimizer.lr=1e-3,2e-4", *TINY,
+        "ddpm_lightning.train", "-m", "hydra/launcher=parallel", "schedule=linear,geometric", "optimizer.lr=1e-3,2e-4", *TINY,
         *only_core_callbacks(), f"hydra.sweep.dir={out}", cwd=tmp,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -177,11 +184,13 @@ def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
     assert table["val/loss"][1] == pytest.approx(read_scalars(root / "1" / "tensorboard")["val/loss"][1][-1])
 
 
-def test_report_errors_are_one_line(tmp_path: Path) -> None:
-    for target, expected in ((tmp_path / "missing", "not a directory"), (tmp_path, "no runs under")):
-        proc = run_module("ddpm_lightning.report", str(target), cwd=tmp_path, timeout=120)
-        assert proc.returncode == 2
-        assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ") and expected in proc.stderr
+def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_module("ddpm_lightning.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith(f"error: not a directory: {tmp_path / 'missing'}")
+    assert main([str(tmp_path)]) == 2  # a directory without runs
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no runs under {tmp_path}") and err.strip().count("\n") == 0
 
 
 def test_nearest_epoch() -> None:

@@ -20,9 +20,8 @@ def _ok(proc) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_train_checkpoint_sample(tmp_path: Path, data_dir: Path) -> None:
-    run_dir = tmp_path / "run"
-    _ok(run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"))
+def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
+    run_dir = trained_run
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     last = run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file() and len(list((run_dir / "checkpoints").glob("epoch_*.ckpt"))) == 1

@@ -8,7 +8,8 @@
   G_a * G_b = G_{√(a²+b²)}. The mean of every channel is preserved, and at σ_max = 40 px on 28×28
   images every non-constant frequency keeps < 5·10⁻⁵ of its amplitude: D(x0, T) is the image's
   per-channel mean, replicated.
-- The network R(x_t, t) predicts x0, trained on ‖R(D(x0, t), t) − x0‖² (the module's MSE; Bansal et al. use ℓ1).
+- The network R(x_t, t) predicts x0, trained on ‖R(D(x0, t), t) − x0‖² (the module's MSE loss;
+  Bansal et al. use ℓ1).
 - ``ColdSampler``: Bansal et al. Algorithm 2, x_{t−1} = x_t − D(x̂0, t) + D(x̂0, t−1), x̂0 = R(x_t, t).
 
 Unconditional generation needs x_T without an image. Following Bansal et al.'s generation with

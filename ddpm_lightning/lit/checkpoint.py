@@ -44,7 +44,10 @@ def build_module(cfg: DictConfig, run_config: dict[str, Any] | None = None) -> D
 
 
 def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule, DictConfig]:
-    """(module in eval mode, its run config) from a checkpoint written by ``train``."""
+    """(module in eval mode, its run config) from a checkpoint written by ``train``.
+
+    With ``callbacks=ema`` the checkpoint's ``state_dict`` holds the EMA weights (Lightning's
+    EMAWeightAveraging) and ``current_model_state`` the raw ones; ``use_ema=False`` loads the raw ones."""
     ckpt = read_checkpoint(path)
     if CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise DDPMError(f"{path} is not a ddpm_lightning checkpoint (no '{CONFIG_KEY}' or 'state_dict')")
@@ -52,9 +55,36 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
     cfg = OmegaConf.create(run_config)
     module = build_module(cfg, run_config)
     state = ckpt["state_dict"]
+    if not use_ema and "current_model_state" in ckpt:
+        state = ckpt["current_model_state"]
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise DDPMError(f"checkpoint {path} does not match its model config: {str(e).splitlines()[0]}") from None
     module.eval()
     return module, cfg
+
+
+# The parts of the config that define the weights' shapes and meaning: resuming across them is an error.
+MODEL_KEYS = ("T", "schedule", "capacity", "model", "degradation")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def check_compatible(path: str | Path, run_config: dict[str, Any]) -> None:
+    """Raise a one-line DDPMError if the checkpoint was trained with another model config."""
+    saved = read_checkpoint(path).get(CONFIG_KEY)
+    if saved is None:
+        raise DDPMError(f"{path} is not a ddpm_lightning checkpoint (no '{CONFIG_KEY}')")
+    old = _flatten({k: saved.get(k) for k in MODEL_KEYS})
+    new = _flatten({k: run_config.get(k) for k in MODEL_KEYS})
+    diffs = [f"{k}={old.get(k)!r} (now {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diffs:
+        raise DDPMError(f"checkpoint {path} was trained with a different model config: {'; '.join(diffs[:4])}")

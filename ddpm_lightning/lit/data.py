@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from ddpm_lightning.core.errors import DDPMError
 
@@ -72,6 +72,40 @@ def load_mnist(root: str | os.PathLike, split: str, download: bool = False) -> t
     return x, labels.long()
 
 
+class EpochSeededSampler(RandomSampler):
+    """A random permutation per epoch that depends only on (seed, epoch), not on the global RNG.
+
+    Lightning calls ``set_epoch`` each epoch, so a resumed run sees the same order as a straight one.
+    Under DDP Lightning swaps it for a DistributedSampler, which is seeded per epoch the same way.
+    """
+
+    def __init__(self, data_source: TensorDataset, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):  # type: ignore[override]
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(len(self.data_source), generator=g).tolist())
+
+
+class BatchTensorDataset(TensorDataset):
+    """A TensorDataset the DataLoader reads one batch at a time (``__getitems__``: one index op per tensor
+    instead of B item reads and a stack), for tensors kept on the GPU (``data.on_device``)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        idx = torch.as_tensor(indices, device=self.tensors[0].device)  # (B,)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _whole_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """collate_fn for BatchTensorDataset: the batch is already stacked."""
+    return batch
+
+
 class MNISTDataModule(pl.LightningDataModule):
     """Batches of (images (B, 1, 28, 28) in [−1, 1], labels (B,)) from tensors held in memory."""
 
@@ -83,16 +117,22 @@ class MNISTDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         train_subset: int | None = None,
         val_subset: int | None = None,
+        seed: int = 0,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise DDPMError(f"data.batch_size must be >= 1, got {batch_size!r}")
+        if on_device and num_workers > 0:
+            raise DDPMError(f"data.on_device=true needs data.num_workers=0 (tensors on the GPU), got {num_workers!r}")
         self.root = root
         self.batch_size = batch_size
         self.download = download
         self.num_workers = num_workers
         self.train_subset = train_subset
         self.val_subset = val_subset
+        self.seed = seed
+        self.on_device = on_device  # speed option: the whole dataset on the training device (benchmarks/)
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
 
@@ -102,12 +142,15 @@ class MNISTDataModule(pl.LightningDataModule):
                 load_mnist(self.root, split, download=True)
 
     def setup(self, stage: str | None = None) -> None:
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if self.on_device and trainer is not None else torch.device("cpu")
+        kind = BatchTensorDataset if self.on_device else TensorDataset
         if self.train_set is None:
             x, y = load_mnist(self.root, "train")
-            self.train_set = TensorDataset(x[: self.train_subset], y[: self.train_subset])
+            self.train_set = kind(x[: self.train_subset].to(device), y[: self.train_subset].to(device))
         if self.val_set is None:
             x, y = load_mnist(self.root, "test")
-            self.val_set = TensorDataset(x[: self.val_subset], y[: self.val_subset])
+            self.val_set = kind(x[: self.val_subset].to(device), y[: self.val_subset].to(device))
 
     @property
     def val_images(self) -> Tensor:
@@ -118,8 +161,19 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=self.num_workers)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochSeededSampler(self.train_set, self.seed),
+            drop_last=True,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds: not from the global RNG
+            **self._collate(),
+        )
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, **self._collate())
+
+    def _collate(self) -> dict[str, object]:
+        return {"collate_fn": _whole_batch} if self.on_device else {}

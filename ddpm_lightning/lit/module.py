@@ -25,8 +25,8 @@ SamplerFactory = Callable[..., Sampler]
 CONFIG_KEY = "ddpm_config"  # the resolved Hydra config, stored in every checkpoint
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss is NaN or infinite."""
+class NonFiniteLossError(DDPMError):
+    """Raised when the training loss is NaN or infinite: training stops before a NaN model is saved."""
 
 
 class DiffusionModule(pl.LightningModule):
@@ -40,6 +40,8 @@ class DiffusionModule(pl.LightningModule):
         run_config: dict[str, Any] | None = None,
         val_seed: int = 0,
         check_finite: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.network = network
@@ -50,6 +52,10 @@ class DiffusionModule(pl.LightningModule):
         self.run_config = run_config or {}
         self.val_seed = val_seed
         self.check_finite = check_finite
+        if channels_last:  # speed option (benchmarks/): NHWC weights, so convolutions run channels-last
+            self.network.to(memory_format=torch.channels_last)
+        if compile:  # speed option: torch.compile in place, so state_dict keys (and checkpoints) are unchanged
+            self.network.compile()
         self.make_sampler()  # fail at start-up, not after an epoch, on a bad sampler config
 
     # ---- the training path -------------------------------------------------------------------

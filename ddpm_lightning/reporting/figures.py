@@ -31,7 +31,7 @@ def _empty(ax: Axes, text: str) -> None:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.2 / fig.get_figheight()))  # 0.2 in kept for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -44,11 +44,12 @@ def plot_curves(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     notes = []
     for ax, (key, ylabel) in zip(axes[0], panels):
-        drawn = 0
+        drawn, epochs = 0, set()
         for run in runs:
             series = run.series(key)
             if not series or not series[0]:
                 continue
+            epochs.update(series[0])
             style = "--" if run.status != "ok" else "-"
             suffix = f" ({run.status})" if run.status != "ok" else ""
             ax.plot(series[0], series[1], style, marker="o", markersize=3, label=labels[run.name] + suffix)
@@ -56,7 +57,11 @@ def plot_curves(
         ax.set_title(key)
         if drawn:
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if len(epochs) <= 12:  # few epochs (or one): a tick on each
+                ax.set_xticks(sorted(epochs))
+                ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
@@ -94,7 +99,7 @@ def plot_schedules(runs: list[Run], path: Path) -> list[str]:
             _empty(ax, "no schedule could be built from the runs' configs")
     for schedule, names in schedules.values():
         t = torch.arange(1, schedule.T + 1).numpy()  # (T,)
-        label = f"{_schedule_label(schedule)} (runs {', '.join(names)})"
+        label = f"{_schedule_label(schedule)} (run{'s' if len(names) > 1 else ''} {', '.join(names)})"
         axes[0].plot(t, schedule.betas[1:].numpy(), label=label)
         axes[1].plot(t, schedule.alpha_bars[1:].numpy(), label=label)
         axes[2].semilogy(t, schedule.snr().numpy(), label=label)

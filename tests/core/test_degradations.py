@@ -178,7 +178,12 @@ def test_sampler_with_degradation_prior_is_unchanged() -> None:
 # ---- config errors ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"temperature": 0.0}, "temperature"), ({"bins": 1}, "bins"), ({"bins": 2.5}, "bins"), ({"sample_scale": 0}, "sample_scale")],
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"bins": 1}, "bins"),
+        ({"bins": 2.5}, "bins"),
+        ({"sample_scale": 0}, "sample_scale"),
+    ],
 )
 def test_bad_config_is_one_clear_error(kwargs: dict, match: str) -> None:
     with pytest.raises(DDPMError, match=match):

@@ -1,0 +1,148 @@
+"""The benchmark's targets (PASS/FAIL with the measured number) and its markdown table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets. CPU-only targets are still reported on a GPU, marked 'info'."""
+    cpu = r["meta"]["device"] == "cpu"
+    s = r.get("sampling") or {}
+    rows = s.get("samplers", {})
+    anc = next((k for k in rows if k.startswith("ancestral")), "ancestral")
+    ddim = next((k for k in rows if k.startswith("ddim")), "ddim")
+    out = [
+        ("Lightning path vs bare PyTorch loop (images/s ratio, median)", _get(r, "training", "lightning_vs_bare", "median"), ">=", 0.95, cpu),
+        ("data path: real MNIST data module vs synthetic tensors (ratio)", _get(r, "training", "data_vs_synthetic", "median"), ">=", 0.98, True),
+        (f"{ddim} speed-up over {anc} (images/s ratio)", _get(rows, ddim, "speedup_vs_ancestral"), ">=", 15.0, True),
+        (f"{ddim} classifier FID / {anc}'s (no more than 10% worse)", _get(rows, ddim, "fid_ratio_vs_ancestral"), "<=", 1.10, True),
+        ("classifier-feature evaluation at N=1000 / epoch", _get(r, "evaluation", "costs", "classifier_fid", "fraction_of_epoch"), "<=", 0.10, cpu),
+    ]
+    result = []
+    for name, value, op, threshold, applies in out:
+        ok = value is not None and math.isfinite(value) and (value >= threshold if op == ">=" else value <= threshold)
+        verdict = ("PASS" if ok else "FAIL") if applies else "info (CPU target)"
+        result.append({"target": name, "measured": value, "op": op, "threshold": threshold, "result": verdict})
+    return result
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        return f"{x:.{digits}g}" if abs(x) < 1e5 else f"{x:.3e}"
+    return str(x)
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * x:.2f} %"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["meta"]
+    L = [f"# ddpm_lightning benchmark: {m['device']}" + (" (SMOKE: tiny settings, numbers meaningless)" if m.get("smoke") else ""), ""]
+    machine = f"{m['cpu']}, {m['cpu_cores']} cores, {m['torch_threads']} torch threads"
+    if m.get("gpu"):
+        machine = f"{m['gpu']} ({m['gpu_memory_gib']} GiB); " + machine
+    L += [f"{m['date']}. {machine}; torch {m['torch']}, lightning {m['lightning']}, Python {m['python']}.",
+          f"Load average (1/5/15 min) at start {m['load_average_start']}, at end {m.get('load_average_end')}; "
+          f"the benchmark took {_f(m.get('wall_s'), 4)} s. Overrides for every section: {m.get('overrides') or 'none'}.", ""]
+
+    L += ["## Targets", ""]
+    L += _table(["target", "measured", "threshold", "result"],
+                [[t["target"], _f(t["measured"], 4), f"{t['op']} {t['threshold']}", f"**{t['result']}**"] for t in r["targets"]])
+
+    tr = r.get("training")
+    if tr:
+        c = tr["config"]
+        L += ["## 1–2. Training throughput and data path", "",
+              f"Same network, Adam, batch {c['batch']}, precision {c['precision']}; {c['steps']} timed steps after {c['warmup']} "
+              f"warm-up steps per measurement, {c['reps']} repetitions alternating the paths (order rotated each time); "
+              f"medians. Lightning path: `Trainer.fit` from conf/train.yaml with {c['overrides']}, callbacks {c['callbacks']}, "
+              f"loggers {c['logger']}, no validation.", ""]
+        L += _table(["path", "images/s (median)", "min – max"],
+                    [[k, v, " – ".join(_f(x) for x in tr["images_per_s_range"][k])] for k, v in tr["images_per_s"].items()])
+        L += [f"- Lightning / bare: **{_f(tr['lightning_vs_bare']['median'], 4)}** (per repetition {[round(x, 3) for x in tr['lightning_vs_bare']['per_rep']]})",
+              f"- real data module / synthetic tensors: **{_f(tr['data_vs_synthetic']['median'], 4)}** (per repetition {[round(x, 3) for x in tr['data_vs_synthetic']['per_rep']]})"]
+        if "on_device_vs_host_data" in tr:
+            L += [f"- data on the GPU / in host memory: **{_f(tr['on_device_vs_host_data']['median'], 4)}**"]
+        L += [f"- seconds per step (Lightning): {_f(tr['step_s'], 4)}; an epoch (468 steps) ≈ {_f(tr['step_s'] * 468, 4)} s", ""]
+    ov = r.get("overhead")
+    if ov:
+        L += ["### Framework cost per step", "",
+              f"{ov['network']}: ms per step of each path ({ov['steps']} steps, {ov['reps']} repetitions) and the difference to the bare loop, "
+              "i.e. what Lightning adds to every step whatever the network. Each variant switches one suspect off.", ""]
+        L += _table(["path", "ms/step", "overhead ms/step"],
+                    [[k, v, ov["overhead_ms_per_step"].get(k)] for k, v in ov["ms_per_step"].items()])
+
+    s = r.get("sampling")
+    if s:
+        ck = s["checkpoint"]
+        how = (f"trained by the benchmark: {ck.get('steps')} steps ({ck.get('epochs')} epochs) at batch 128, Adam lr {ck.get('lr')}"
+               + (" (cached from an earlier run)" if ck.get("cached") else f", {ck.get('train_s')} s, last train loss {_f(ck.get('final_train_loss'))}")
+               if not ck.get("path") or "bench_" in str(ck.get("path")) else "given with --ckpt")
+        L += ["## 3. Sampling", "",
+              f"Checkpoint `{ck.get('path')}`: {ck.get('model')} {ck.get('channels')}, {ck.get('schedule')} schedule, T = {ck.get('T')}, "
+              f"global step {ck.get('global_step')}; {how}.",
+              f"{s['n']} samples per sampler in one batch, seed {s['seed']}; classifier FID against the first {s['n']} MNIST test images "
+              f"(classifier {s['classifier']['path']}, test accuracy {s['classifier']['test_accuracy']}). "
+              f"Real-vs-real floor at this N (test vs train images): {_f(s['fid_floor_real_vs_real'], 4)}.", ""]
+        L += _table(["sampler", "network calls", "seconds", "images/s", "speed-up", "classifier FID", "FID / ancestral"],
+                    [[k, v["steps"], v["seconds"], v["images_per_s"], v["speedup_vs_ancestral"], v["fid_mnist"], v["fid_ratio_vs_ancestral"]]
+                     for k, v in s["samplers"].items()])
+        L += [f"One network call costs {_f(s['ms_per_network_call_per_image'])} ms per image at batch {s['batch']}.", ""]
+
+    e = r.get("evaluation")
+    if e:
+        L += ["## 4. Evaluation cost per epoch", "",
+              f"N = {e['n']}; epoch ≈ {_f(e['step_s'], 4)} s/step × {e['epoch_steps']} = {_f(e['epoch_s_estimate'], 4)} s. Real features are "
+              "computed once per run (cached), so not counted.", ""]
+        L += _table(["evaluation", "seconds", "fraction of epoch", "how"],
+                    [[k, v.get("seconds"), _pct(v.get("fraction_of_epoch")), v.get("how") or v.get("unavailable", "")]
+                     for k, v in e["costs"].items()])
+
+    c = r.get("capacity")
+    if c:
+        L += ["## 5. Memory and FLOPs", "",
+              f"Measured matmul rate ({c['precision']}): {_f(c['matmul_flops_per_s'] / 1e9, 4)} GFLOP/s. {c['flops_note']}; "
+              f"FLOPs/step at batch {c['study_batch']}, achieved rate at the timing batch. "
+              + ("Each row in its own process." if c.get("isolated", True) else "Rows measured in the benchmark's process (--smoke): memory is not per row."), ""]
+        mem = "max allocated MiB" if any("max_allocated_mb" in x for x in c["rows"]) else "peak RSS MiB (before steps)"
+        rows = []
+        for x in c["rows"]:
+            memv = _f(x["max_allocated_mb"], 4) if "max_allocated_mb" in x else f"{x['peak_rss_mb']:.0f} ({x['rss_before_steps_mb']:.0f})"
+            rows.append([x["model"], x["capacity"], x["parameters"], _f(x["flops_per_step"] / 1e9, 4), x["timing_batch"], x["step_s"],
+                         _f(x["achieved_flops_per_s"] / 1e9, 3), _pct(x["fraction_of_matmul_peak"]), memv, _f(x["epoch_s_estimate"], 4)])
+        L += _table(["model", "capacity", "parameters", "GFLOP/step", "timing batch", "s/step", "achieved GFLOP/s", "of matmul rate",
+                     mem, "epoch s (est.)"], rows)
+
+    so = r.get("speed_options")
+    if so:
+        L += ["## 6. Speed options", "",
+              f"Bare loop, batch {so['batch']}, {so['steps']} steps × {so['reps']} alternating repetitions, each option alone against the "
+              f"device preset `{so['preset_name']}` = {so['preset']}."
+              + (f" torch.compile's first steps took {_f(so['compile_warmup_s'], 3)} s." if so.get("compile_warmup_s") else ""), ""]
+        L += _table(["variant", "images/s", "ratio to preset"], [[k, v, so["ratio_to_preset"][k]] for k, v in so["images_per_s"].items()])
+        L += [f"Fastest: **{so['fastest']}**. {so.get('verdict', '')}", ""]
+
+    if r.get("notes"):
+        L += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
+    return "\n".join(L)

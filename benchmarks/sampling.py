@@ -1,0 +1,119 @@
+"""Sampling throughput and the quality cost of DDIM: ancestral (T steps) against DDIM-k on one checkpoint.
+
+Ancestral sampling (Ho et al. 2020, Alg. 2) needs T network calls per image, DDIM (Song et al. 2021,
+eq. 12) k. Quality is the classifier FID (``val/fid_mnist``'s feature space) of n samples from the
+same seed against the first n MNIST test images. With an untrained network the comparison means
+nothing, so the checkpoint is either given (``--ckpt``) or trained here for ``train_steps`` steps and
+cached under ``benchmarks/results/cache/`` (its settings go into the table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+
+from benchmarks.common import compose_train, run_config, speed_overrides, sync
+from ddpm_lightning.classifier import load_or_train_classifier
+from ddpm_lightning.core.samplers import DDIM, Ancestral
+from ddpm_lightning.lit.checkpoint import build_module, load_module
+from ddpm_lightning.lit.data import load_mnist
+from ddpm_lightning.lit.metrics import ClassifierFeatures, frechet_distance
+from ddpm_lightning.lit.module import DiffusionModule
+
+
+def train_checkpoint(path: Path, device: torch.device, steps: int, lr: float, overrides: list[str], workdir: str) -> dict[str, Any]:
+    """Train the study's small CNN (linear schedule, Gaussian noise; T from ``overrides``, default 1000)
+    for ``steps`` steps of batch 128 with Adam at ``lr`` and save a regular checkpoint at ``path``."""
+    cfg = compose_train([*speed_overrides(device), *overrides, f"optimizer.lr={lr}"], workdir)
+    torch.manual_seed(int(cfg.seed))
+    module = build_module(cfg, run_config(cfg))
+    trainer = instantiate(
+        cfg.trainer, callbacks=[], logger=False, max_epochs=-1, max_steps=steps, limit_val_batches=0,
+        num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+    )
+    tick = time.perf_counter()
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
+        trainer.fit(module, datamodule=instantiate(cfg.data))
+    seconds = time.perf_counter() - tick
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(str(path))
+    return {"trained_here": True, "steps": steps, "epochs": round(steps / 468, 2), "lr": lr, "batch": int(cfg.data.batch_size),
+            "train_s": round(seconds, 1), "final_train_loss": float(trainer.callback_metrics.get("train/loss_step", float("nan")))}
+
+
+def get_checkpoint(ckpt: str | None, cache_dir: Path, device: torch.device, steps: int, lr: float, overrides: list[str],
+                   workdir: str) -> tuple[DiffusionModule, dict[str, Any]]:
+    """The module to sample from (EMA weights if the checkpoint has them) and a description of it."""
+    if ckpt:
+        info: dict[str, Any] = {"trained_here": False, "path": str(ckpt)}
+    else:
+        tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
+        path = cache_dir / f"bench_{device.type}_{tag}_steps{steps}_lr{lr:g}.ckpt"
+        if path.is_file():
+            info = {"trained_here": False, "cached": True, "steps": steps, "epochs": round(steps / 468, 2), "lr": lr}
+        else:
+            info = train_checkpoint(path, device, steps, lr, overrides, workdir)
+        info["path"] = str(path)
+    module, cfg = load_module(info["path"])
+    info.update({"model": cfg.model._target_.rsplit(".", 1)[-1], "channels": list(cfg.capacity.channels), "T": int(cfg.T),
+                 "schedule": cfg.schedule._target_.rsplit(".", 1)[-1], "global_step": _global_step(info["path"])})
+    return module.to(device), info
+
+
+def _global_step(path: str) -> int | None:
+    from ddpm_lightning.lit.checkpoint import read_checkpoint
+
+    return read_checkpoint(path).get("global_step")
+
+
+def sampling(
+    device: torch.device,
+    n: int,
+    ddim_steps: list[int],
+    ckpt: str | None,
+    cache_dir: Path,
+    train_steps: int,
+    lr: float,
+    overrides: list[str],
+    workdir: str,
+    data_root: str,
+    seed: int = 1234,
+) -> dict[str, Any]:
+    """Section 3: images/s and classifier FID of ancestral-T and DDIM-k, n samples each, batch n."""
+    module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
+    model, meta = load_or_train_classifier(None)
+    classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
+    real, _ = load_mnist(data_root, "test")
+    other, _ = load_mnist(data_root, "train")
+    real_feats = classifier(real[:n])  # (n, 64)
+    out: dict[str, Any] = {"checkpoint": info, "n": n, "batch": n, "seed": seed,
+                           "classifier": {"path": meta["path"], "test_accuracy": meta.get("test_accuracy")},
+                           "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other[:n])}
+    T = module.schedule.T
+    samplers = {f"ancestral_{T}": functools.partial(Ancestral, variance="beta")}
+    for k in ddim_steps:
+        samplers[f"ddim_{k}"] = functools.partial(DDIM, num_steps=k, eta=0.0)
+    rows: dict[str, Any] = {}
+    for name, factory in samplers.items():
+        sync(device)
+        tick = time.perf_counter()
+        images = module.generate(n, seed=seed, sampler=factory, batch_size=n)  # (n, 1, 28, 28)
+        sync(device)
+        seconds = time.perf_counter() - tick
+        steps = T if name.startswith("ancestral") else int(name.split("_")[1])
+        rows[name] = {"steps": steps, "seconds": seconds, "images_per_s": n / seconds,
+                      "fid_mnist": frechet_distance(classifier, real_feats, images)}
+    anc = rows[f"ancestral_{T}"]
+    for row in rows.values():
+        row["speedup_vs_ancestral"] = row["images_per_s"] / anc["images_per_s"]
+        row["fid_ratio_vs_ancestral"] = row["fid_mnist"] / anc["fid_mnist"]
+    out["samplers"] = rows
+    out["ms_per_network_call_per_image"] = 1e3 * anc["seconds"] / (T * n)
+    return out

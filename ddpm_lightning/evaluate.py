@@ -1,0 +1,117 @@
+"""Evaluate a checkpoint: ``python -m ddpm_lightning.evaluate ckpt_path=... n=1000 [sampler=ddim]``.
+
+n samples from a fixed seed -> every enabled metric of ``GenerativeMetrics`` and ``DenoisingMetrics``
+(the same code the training callbacks run) -> ``<run dir>/metrics.json`` holding the values, what each
+was computed on (N, sampler and its steps, real split, extractor and weights) and the timings, plus a
+table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's sampler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ddpm_lightning.cli import entry, run_task
+from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.lit.callbacks import save_grid
+from ddpm_lightning.lit.checkpoint import load_module
+from ddpm_lightning.lit.data import load_mnist
+from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
+
+log = logging.getLogger(__name__)
+
+
+def computed_on(key: str, settings: dict[str, Any]) -> str:
+    """A short 'computed on' line for the table (the JSON has the full settings)."""
+    smp = settings.get("samples", {})
+    real = settings.get("real", {})
+    sampler = smp.get("sampler", {})
+    gen = f"{smp.get('n_generated')} samples ({sampler.get('name')}, {sampler.get('steps')} steps, seed {smp.get('seed')})"
+    if key in ("psnr", "ssim"):
+        return f"{gen} x {settings['psnr/ssim']['references']} {real['split']} images, pixels [0, 1]"
+    if key in ("fid", "kid", "kid_std"):
+        return f"{gen} vs {real['n_real']} {real['split']} images, {settings[key.split('_')[0]]['extractor']}"
+    if key == "fid_mnist":
+        return f"{gen} vs {real['n_real']} {real['split']} images, {settings['fid_mnist']['extractor']}"
+    if key in ("class_entropy", "modes_covered"):
+        return f"{gen}, digits predicted by the classifier"
+    if key.startswith("denoise_"):
+        d = settings["denoise"]
+        return f"{d['images']}, noise seed {d['noise_seed']}, x0_hat clamped, pixels [0, 1]"
+    return ""
+
+
+def table(results: dict[str, float], settings: dict[str, Any]) -> str:
+    rows = [(k, f"{v:.4f}", computed_on(k, settings)) for k, v in results.items()]
+    w0, w1 = max([len("metric")] + [len(r[0]) for r in rows]), max([len("value")] + [len(r[1]) for r in rows])
+    lines = [f"{'metric':<{w0}}  {'value':>{w1}}  computed on"] + [f"{k:<{w0}}  {v:>{w1}}  {c}" for k, v, c in rows]
+    return "\n".join(lines)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    if not cfg.get("ckpt_path"):
+        raise DDPMError("ckpt_path is required, e.g. ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt")
+    if int(cfg.n) < 2:
+        raise DDPMError(f"n must be >= 2, got {cfg.n!r}")
+    m = cfg.metrics
+    module, _ = load_module(cfg.ckpt_path)
+    device = torch.device(cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module.to(device)
+    sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
+    sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
+    gen = GenerativeMetrics(
+        n=int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
+        psnr_ssim=bool(m.psnr_ssim), fid=bool(m.fid), kid=bool(m.kid), fid_mnist=bool(m.fid_mnist),
+        psnr_references=int(m.psnr_references), kid_subsets=int(m.kid_subsets), kid_subset_size=int(m.kid_subset_size),
+        inception_dims=int(m.inception_dims),
+        min_mode_share=float(m.min_mode_share), inception_weights=m.inception_weights, classifier_path=m.classifier_path,
+        train_classifier_if_missing=bool(m.train_classifier_if_missing), cache_dir=str(m.cache_dir),
+        data_root=str(cfg.data_root), split=str(cfg.split), config_key="metrics",
+    )
+    results: dict[str, float] = {}
+    settings: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "device": str(device)}
+    out_dir = Path(cfg.paths.output_dir)
+    if any(gen.switches.values()):
+        gen.prepare(gen.real_images(), device, str(cfg.data_root))  # missing weights fail here, before sampling
+        start = time.perf_counter()
+        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size)  # (n, 1, 28, 28)
+        generate_s = time.perf_counter() - start
+        log.info("sampled %d images in %.1f s (%s)", gen.n, generate_s, sampler_info)
+        results.update(gen.compute(images))
+        gen.timings = {"generate_s": generate_s, **gen.timings}
+        settings.update(gen.settings(sampler_info))
+        if int(cfg.save_grid) > 0:
+            save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
+    if m.denoise:
+        den = DenoisingMetrics(n=int(m.denoise_n), timesteps=m.denoise_timesteps, seed=int(m.denoise_seed), config_key="metrics")
+        x0 = load_mnist(cfg.data_root, str(cfg.split))[0][: den.n]  # (B, 1, 28, 28)
+        results.update(den.compute(module, x0))
+        settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
+    if not results:
+        raise DDPMError("every metric is switched off (metrics.*=false); nothing to evaluate")
+    report: dict[str, Any] = {"metrics": results, "settings": settings, "timings_s": gen.timings}
+    if gen.last_predictions is not None:
+        report["class_counts"] = torch.bincount(gen.last_predictions, minlength=10).tolist()
+    path = Path(cfg.output) if cfg.get("output") else out_dir / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(table(results, settings))
+    print(f"wrote {path}")
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    run_task(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    entry(main, ("sampler",), "evaluate")

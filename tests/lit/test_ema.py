@@ -1,0 +1,66 @@
+"""callbacks=ema: Lightning's EMAWeightAveraging through the real entry point.
+
+Checkpoints hold the averaged weights under ``state_dict`` (raw ones under ``current_model_state``),
+buffers are copied rather than averaged (``use_buffers: false``: DES's running scale and its integer
+batch count stay exact), and ``load_module`` (used by sample and evaluate) samples with the EMA weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm_lightning.cli import _compose
+from ddpm_lightning.lit.checkpoint import load_module
+from tests.conftest import TINY, run_cli
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("ema") / "run"
+    proc = run_cli(
+        "ddpm_lightning.train", *[a for a in TINY if "limit_train_batches" not in a], "callbacks=ema", "degradation=des", f"+trainer.limit_train_batches={STEPS}",
+        "callbacks.generative_metrics.n=8", "callbacks.generative_metrics.psnr_references=4", "callbacks.denoising_metrics.n=4",
+        "callbacks.ema.decay=0.9", f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
+    ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
+    ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert set(ema) == set(raw)
+    assert int(ckpt["averaging_state"]["n_averaged"]) == STEPS  # one update per optimizer step
+    params = [k for k in ema if k.startswith("network.")]
+    differ = [k for k in params if not torch.equal(ema[k], raw[k])]
+    assert len(differ) > len(params) // 2, f"EMA weights equal the raw ones for most tensors: {sorted(set(params) - set(differ))}"
+    # buffers are copies of the raw model's, not averages: the cumulative DES statistics stay exact
+    assert torch.equal(ema["degradation.running_scale"], raw["degradation.running_scale"])
+    assert int(ema["degradation.num_batches"]) == STEPS
+
+
+def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
+    ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
+    module, _ = load_module(ema_run)
+    state = module.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in ckpt["state_dict"].items())
+    raw_module, _ = load_module(ema_run, use_ema=False)
+    raw_state = raw_module.state_dict()
+    assert all(torch.equal(raw_state[k], v) for k, v in ckpt["current_model_state"].items())
+
+    images = module.generate(4, seed=3)
+    assert torch.equal(images, load_module(ema_run)[0].generate(4, seed=3))  # deterministic per seed
+    assert not torch.equal(images, raw_module.generate(4, seed=3))  # the EMA weights, not the raw ones
+
+
+def test_ema_composes_with_the_study_metrics() -> None:
+    cfg = _compose("train", ["callbacks=[ema,metrics]"])
+    assert list(cfg.callbacks)[-1] == "ema"  # after the metric callbacks: they see the EMA weights
+    assert cfg.callbacks.ema._target_ == "lightning.pytorch.callbacks.EMAWeightAveraging"
+    assert cfg.callbacks.generative_metrics.n == 1000 and cfg.callbacks.generative_metrics.fid
+    assert "ema" not in _compose("train", []).callbacks  # off by default: the study as it was

@@ -1,0 +1,117 @@
+"""The benchmark script end to end with tiny settings (``--smoke``): every section, finite numbers, targets."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gpu_study import project
+from benchmarks.report import targets
+from tests.conftest import DATA_DIR, REPO
+
+SECTIONS = ("meta", "training", "overhead", "sampling", "evaluation", "capacity", "speed_options", "targets")
+
+
+def _numbers(x, path="") -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
+    if isinstance(x, dict):
+        return [n for k, v in x.items() for n in _numbers(v, f"{path}.{k}")]
+    if isinstance(x, list):
+        return [n for i, v in enumerate(x) for n in _numbers(v, f"{path}[{i}]")]
+    return [(path, float(x))] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--smoke", "--device", "cpu", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()
+
+
+def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
+    r, md = smoke
+    assert all(k in r for k in SECTIONS)
+    assert r["meta"]["smoke"] and len(r["meta"]["load_average_start"]) == 3
+    tr = r["training"]
+    assert set(tr["images_per_s"]) == {"bare", "lightning", "lightning_synthetic"}
+    assert {"ancestral_20", "ddim_5", "ddim_10"} == set(r["sampling"]["samplers"])
+    assert {(x["model"], x["capacity"]) for x in r["capacity"]["rows"]} == {("cnn", "small"), ("cnn", "large"), ("unet", "small"), ("unet", "large")}
+    assert r["capacity"]["rows"][1]["flops_per_step"] > 10 * r["capacity"]["rows"][0]["flops_per_step"]  # large ≫ small
+    assert "preset" in r["speed_options"]["images_per_s"] and "channels_last" in r["speed_options"]["images_per_s"]
+    costs = r["evaluation"]["costs"]
+    assert costs["classifier_fid"]["fraction_of_epoch"] > 0 and "skipped" in costs["inception_fid"]["unavailable"]
+    skipped = {".evaluation.costs.inception_fid.seconds", ".speed_options.compile_warmup_s"}  # None in smoke runs
+    nums = dict(_numbers(r))
+    assert len(nums) > 50
+    bad = [k for k, v in nums.items() if not math.isfinite(v)]
+    assert not bad, bad
+    for key in ("training", "sampling", "evaluation", "capacity"):
+        assert all(v > 0 for k, v in _numbers(r[key]) if "images_per_s" in k or k.endswith("seconds") or "step_s" in k), key
+    assert not [k for k in skipped if k in nums]
+    assert len(r["targets"]) == 5 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
+    assert "## Targets" in md and "SMOKE" in md and md.count("| **PASS** |") + md.count("| **FAIL** |") == 5
+
+
+def test_targets_are_judged_on_the_measured_numbers() -> None:
+    r = {"meta": {"device": "cpu"},
+         "training": {"lightning_vs_bare": {"median": 0.94}, "data_vs_synthetic": {"median": 0.99}},
+         "sampling": {"samplers": {"ancestral_1000": {}, "ddim_50": {"speedup_vs_ancestral": 19.7, "fid_ratio_vs_ancestral": 1.12}}},
+         "evaluation": {"costs": {"classifier_fid": {"fraction_of_epoch": 0.001}}}}
+    got = [t["result"] for t in targets(r)]
+    assert got == ["FAIL", "PASS", "PASS", "FAIL", "PASS"]
+    r["meta"]["device"] = "cuda"  # the CPU-only targets become information on a GPU
+    assert [t["result"] for t in targets(r)][0] == "info (CPU target)"
+    r["training"]["lightning_vs_bare"]["median"] = float("nan")
+    r["meta"]["device"] = "cpu"
+    assert targets(r)[0]["result"] == "FAIL"  # a missing measurement never passes
+
+
+def test_gpu_study_projection() -> None:
+    rows = [{"epoch_s": 30.0, "train_s": 10.0}, {"epoch_s": 12.0, "train_s": 8.0}, {"epoch_s": 14.0, "train_s": 9.0}]
+    p = project(rows, startup_s=20.0, epochs=50)
+    assert p["steady_epoch_s"] == 13.0 and p["first_epoch_s"] == 30.0
+    assert p["projected_s"] == pytest.approx(20 + 30 + 49 * 13)
+    assert project([], 5.0)["projected_s"] is None
+
+
+def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
+    """data.on_device batches (one gather per batch) equal the default DataLoader's, epoch by epoch;
+    module.channels_last computes the same network; speed=cpu is the default config."""
+    import torch
+
+    from ddpm_lightning.cli import _compose
+    from ddpm_lightning.lit.checkpoint import build_module
+    from ddpm_lightning.lit.data import BatchTensorDataset, MNISTDataModule
+
+    dms = [MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)
+           for d in (False, True)]
+    for dm in dms:
+        dm.setup()
+    assert isinstance(dms[1].train_set, BatchTensorDataset) and not isinstance(dms[0].train_set, BatchTensorDataset)
+    for epoch in (0, 1):
+        loaders = [dm.train_dataloader() for dm in dms]
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        pairs = list(zip(*loaders))
+        assert len(pairs) == 3 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    val = [torch.cat([b[0] for b in dm.val_dataloader()]) for dm in dms]
+    assert torch.equal(val[0], val[1]) and val[1].shape == (40, 1, 28, 28)
+
+    cfg = _compose("train", ["T=20"])
+    torch.manual_seed(0)
+    plain = build_module(cfg)
+    torch.manual_seed(0)
+    fast = build_module(_compose("train", ["T=20", "module.channels_last=true"]))
+    assert fast.network.blocks[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x, t = torch.randn(4, 1, 28, 28), torch.tensor([1, 5, 10, 20])
+    assert torch.allclose(plain(x, t), fast(x, t), atol=1e-5)
+    assert _compose("train", ["speed=cpu"]).trainer.precision == cfg.trainer.precision  # the CPU preset = the defaults
+    assert {k: v for k, v in _compose("train", ["speed=cpu"]).module.items()} == dict(cfg.module)
