@@ -88,7 +88,7 @@ def run_worker(model: str, capacity: str, batch: int, steps: int, warmup: int, d
 
 
 def capacity(device: torch.device, precision: str, peak_flops: float, batches: dict[str, int], steps: int, warmup: int,
-             study_batch: int = 128, isolated: bool = True) -> dict[str, Any]:
+             study_batch: int = 128, isolated: bool = True, conv_flops: float | None = None) -> dict[str, Any]:
     """Section 5: one worker process per (model, capacity) (``isolated=False``: in this process, so the
     memory column is this process's; for smoke runs); ``batches`` maps capacity -> timing batch."""
     rows = []
@@ -104,9 +104,11 @@ def capacity(device: torch.device, precision: str, peak_flops: float, batches: d
             "flops_per_step": step_flops(model, cap, study_batch),  # at the study's batch
             "achieved_flops_per_s": flops_timed / measured["step_s"],
             "fraction_of_matmul_peak": flops_timed / measured["step_s"] / peak_flops,
+            "fraction_of_conv_rate": flops_timed / measured["step_s"] / conv_flops if conv_flops else None,
             "epoch_s_estimate": measured["step_s"] * study_batch / batch * 468,
         })
-    return {"precision": precision, "study_batch": study_batch, "matmul_flops_per_s": peak_flops, "rows": rows, "isolated": isolated,
+    return {"precision": precision, "study_batch": study_batch, "matmul_flops_per_s": peak_flops, "conv_flops_per_s": conv_flops,
+            "rows": rows, "isolated": isolated,
             "flops_note": "FlopCounterMode: convolutions and matmuls only (forward + backward)"}
 
 

@@ -28,10 +28,14 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         (f"{ddim} classifier FID / {anc}'s (no more than 10% worse)", _get(rows, ddim, "fid_ratio_vs_ancestral"), "<=", 1.10, True),
         ("classifier-feature evaluation at N=1000 / epoch", _get(r, "evaluation", "costs", "classifier_fid", "fraction_of_epoch"), "<=", 0.10, cpu),
     ]
+    needs = {"Lightning": ["training"], "data path": ["training"], "speed-up": ["sampling"], "FID": ["sampling"],
+             "evaluation": ["evaluation", "training"]}  # the epoch estimate comes from training
     result = []
     for name, value, op, threshold, applies in out:
         ok = value is not None and math.isfinite(value) and (value >= threshold if op == ">=" else value <= threshold)
         verdict = ("PASS" if ok else "FAIL") if applies else "info (CPU target)"
+        if any(word in name and any(sec not in r for sec in secs) for word, secs in needs.items()):
+            verdict = "not run (--sections)"
         result.append({"target": name, "measured": value, "op": op, "threshold": threshold, "result": verdict})
     return result
 
@@ -88,7 +92,7 @@ def markdown(r: dict[str, Any]) -> str:
     ov = r.get("overhead")
     if ov:
         L += ["### Framework cost per step", "",
-              f"{ov['network']}: ms per step of each path ({ov['steps']} steps, {ov['reps']} repetitions) and the difference to the bare loop, "
+              f"{ov['network']}, {ov.get('torch_threads')} torch thread(s): ms per step of each path ({ov['steps']} steps, {ov['reps']} repetitions) and the difference to the bare loop, "
               "i.e. what Lightning adds to every step whatever the network. Each variant switches one suspect off.", ""]
         L += _table(["path", "ms/step", "overhead ms/step"],
                     [[k, v, ov["overhead_ms_per_step"].get(k)] for k, v in ov["ms_per_step"].items()])
@@ -96,12 +100,13 @@ def markdown(r: dict[str, Any]) -> str:
     s = r.get("sampling")
     if s:
         ck = s["checkpoint"]
-        how = (f"trained by the benchmark: {ck.get('steps')} steps ({ck.get('epochs')} epochs) at batch 128, Adam lr {ck.get('lr')}"
-               + (" (cached from an earlier run)" if ck.get("cached") else f", {ck.get('train_s')} s, last train loss {_f(ck.get('final_train_loss'))}")
-               if not ck.get("path") or "bench_" in str(ck.get("path")) else "given with --ckpt")
+        made = "trained by this benchmark" if ck.get("trained_here") else ("trained by an earlier run of this benchmark (cached)"
+                                                                           if ck.get("cached") else "given with --ckpt")
+        how = (f"{made}; {ck.get('global_step')} steps ({ck.get('epochs')} epochs) at batch 128, Adam lr {ck.get('lr')}, "
+               f"{ck.get('precision')}" + (", EMA weights" if ck.get("ema_weights") else "")
+               + (f"; trained in {ck.get('train_s')} s, last train loss {_f(ck.get('final_train_loss'))}" if ck.get("trained_here") else ""))
         L += ["## 3. Sampling", "",
-              f"Checkpoint `{ck.get('path')}`: {ck.get('model')} {ck.get('channels')}, {ck.get('schedule')} schedule, T = {ck.get('T')}, "
-              f"global step {ck.get('global_step')}; {how}.",
+              f"Checkpoint `{ck.get('path')}`: {ck.get('model')} {ck.get('channels')}, {ck.get('schedule')} schedule, T = {ck.get('T')}; {how}.",
               f"{s['n']} samples per sampler in one batch, seed {s['seed']}; classifier FID against the first {s['n']} MNIST test images "
               f"(classifier {s['classifier']['path']}, test accuracy {s['classifier']['test_accuracy']}). "
               f"Real-vs-real floor at this N (test vs train images): {_f(s['fid_floor_real_vs_real'], 4)}.", ""]
@@ -121,8 +126,10 @@ def markdown(r: dict[str, Any]) -> str:
 
     c = r.get("capacity")
     if c:
+        conv = c.get("conv_flops_per_s")
         L += ["## 5. Memory and FLOPs", "",
-              f"Measured matmul rate ({c['precision']}): {_f(c['matmul_flops_per_s'] / 1e9, 4)} GFLOP/s. {c['flops_note']}; "
+              f"Measured matmul rate ({c['precision']}): {_f(c['matmul_flops_per_s'] / 1e9, 4)} GFLOP/s (2048² matmul); measured "
+              f"convolution rate: {_f(conv / 1e9 if conv else None, 4)} GFLOP/s (7×7, 128→256 channels, 28×28). {c['flops_note']}; "
               f"FLOPs/step at batch {c['study_batch']}, achieved rate at the timing batch. "
               + ("Each row in its own process." if c.get("isolated", True) else "Rows measured in the benchmark's process (--smoke): memory is not per row."), ""]
         mem = "max allocated MiB" if any("max_allocated_mb" in x for x in c["rows"]) else "peak RSS MiB (before steps)"
@@ -130,9 +137,10 @@ def markdown(r: dict[str, Any]) -> str:
         for x in c["rows"]:
             memv = _f(x["max_allocated_mb"], 4) if "max_allocated_mb" in x else f"{x['peak_rss_mb']:.0f} ({x['rss_before_steps_mb']:.0f})"
             rows.append([x["model"], x["capacity"], x["parameters"], _f(x["flops_per_step"] / 1e9, 4), x["timing_batch"], x["step_s"],
-                         _f(x["achieved_flops_per_s"] / 1e9, 3), _pct(x["fraction_of_matmul_peak"]), memv, _f(x["epoch_s_estimate"], 4)])
+                         _f(x["achieved_flops_per_s"] / 1e9, 3), _pct(x["fraction_of_matmul_peak"]), _pct(x.get("fraction_of_conv_rate")),
+                         memv, _f(x["epoch_s_estimate"], 4)])
         L += _table(["model", "capacity", "parameters", "GFLOP/step", "timing batch", "s/step", "achieved GFLOP/s", "of matmul rate",
-                     mem, "epoch s (est.)"], rows)
+                     "of conv rate", mem, "epoch s (est.)"], rows)
 
     so = r.get("speed_options")
     if so:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from benchmarks.common import compose_train, run_config, speed_overrides, sync
 from ddpm_lightning.classifier import load_or_train_classifier
 from ddpm_lightning.core.samplers import DDIM, Ancestral
-from ddpm_lightning.lit.checkpoint import build_module, load_module
+from ddpm_lightning.lit.checkpoint import build_module, load_module, read_checkpoint
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metrics import ClassifierFeatures, frechet_distance
 from ddpm_lightning.lit.module import DiffusionModule
@@ -54,23 +54,21 @@ def get_checkpoint(ckpt: str | None, cache_dir: Path, device: torch.device, step
     if ckpt:
         info: dict[str, Any] = {"trained_here": False, "path": str(ckpt)}
     else:
-        tag = "_".join(o.replace("=", "-").replace("/", "-") for o in overrides) or "default"
-        path = cache_dir / f"bench_{device.type}_{tag}_steps{steps}_lr{lr:g}.ckpt"
+        tag = "_".join(o.replace("=", "-").replace("/", "-") for o in [*speed_overrides(device), *overrides])
+        path = cache_dir / f"bench_{tag}_steps{steps}_lr{lr:g}.ckpt"
         if path.is_file():
             info = {"trained_here": False, "cached": True, "steps": steps, "epochs": round(steps / 468, 2), "lr": lr}
         else:
             info = train_checkpoint(path, device, steps, lr, overrides, workdir)
         info["path"] = str(path)
     module, cfg = load_module(info["path"])
+    ckpt = read_checkpoint(info["path"])
+    step = int(ckpt.get("global_step", 0))
     info.update({"model": cfg.model._target_.rsplit(".", 1)[-1], "channels": list(cfg.capacity.channels), "T": int(cfg.T),
-                 "schedule": cfg.schedule._target_.rsplit(".", 1)[-1], "global_step": _global_step(info["path"])})
+                 "schedule": cfg.schedule._target_.rsplit(".", 1)[-1], "global_step": step,
+                 "epochs": round(step * int(cfg.data.batch_size) / 60000, 2), "lr": float(cfg.optimizer.lr),
+                 "precision": str(cfg.trainer.precision), "ema_weights": "current_model_state" in ckpt})
     return module.to(device), info
-
-
-def _global_step(path: str) -> int | None:
-    from ddpm_lightning.lit.checkpoint import read_checkpoint
-
-    return read_checkpoint(path).get("global_step")
 
 
 def sampling(

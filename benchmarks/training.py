@@ -216,11 +216,17 @@ def overhead(device: torch.device, steps: int, warmup: int, reps: int, workdir: 
     for k in variants:
         runs[k] = lambda k=k: lightning_loop(cfgs[k], modules[k], steps, warmup, device, datamodule=datamodule,
                                              logger=cfgs[k].get("logger") is not None)
-    values = interleaved(runs, reps)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":  # the framework's cost is Python work: one thread keeps OpenMP barriers (which other
+        torch.set_num_threads(1)  # jobs on a shared machine stretch) out of the difference
+    try:
+        values = interleaved(runs, reps)
+    finally:
+        torch.set_num_threads(threads)
     ms = {k: 1e3 * batch / median(v) for k, v in values.items()}  # ms per step
     return {
         "network": "CNN channels=[4] (framework cost dominates)",
-        "steps": steps, "reps": reps,
+        "steps": steps, "reps": reps, "torch_threads": 1 if device.type == "cpu" else threads,
         "ms_per_step": ms,
         "overhead_ms_per_step": {k: ms[k] - ms["bare"] for k in variants},
     }

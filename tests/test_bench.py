@@ -84,7 +84,7 @@ def test_gpu_study_projection() -> None:
 
 def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     """data.on_device batches (one gather per batch) equal the default DataLoader's, epoch by epoch;
-    module.channels_last computes the same network; speed=cpu is the default config."""
+    module.channels_last computes the same network; the defaults (no speed preset) are the study's float32."""
     import torch
 
     from ddpm_lightning.cli import _compose
@@ -113,5 +113,7 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     assert fast.network.blocks[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
     x, t = torch.randn(4, 1, 28, 28), torch.tensor([1, 5, 10, 20])
     assert torch.allclose(plain(x, t), fast(x, t), atol=1e-5)
-    assert _compose("train", ["speed=cpu"]).trainer.precision == cfg.trainer.precision  # the CPU preset = the defaults
-    assert {k: v for k, v in _compose("train", ["speed=cpu"]).module.items()} == dict(cfg.module)
+    assert cfg.trainer.precision == "32-true" and not cfg.module.compile and not cfg.data.on_device and cfg.threads is None
+    cpu, gpu = _compose("train", ["speed=cpu"]), _compose("train", ["speed=gpu"])
+    assert (cpu.trainer.accelerator, cpu.trainer.precision, cpu.data.on_device) == ("cpu", "bf16-mixed", False)
+    assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "bf16-mixed", True)

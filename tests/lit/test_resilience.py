@@ -34,7 +34,8 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, trained_run: Path) -> None:
     run_b = tmp_path / "b"
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_b}")
+    # run from an empty working directory: nothing may be written outside the run and cache dirs
+    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_b}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = _scalars(run_b, "train/loss_step")
     # same seed, same settings: the first epoch is identical to the straight run's (determinism)
@@ -42,8 +43,10 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     assert first == straight[: len(first)]
 
     proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"ckpt_path={run_b / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={tmp_path / 'resume'}")
+                   f"hydra.run.dir={tmp_path / 'resume'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name for p in tmp_path.iterdir()} <= {"b", "resume", ".cache"}
+    assert {p.name for p in (tmp_path / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
     a = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     b = read_checkpoint(run_b / "checkpoints" / "last.ckpt")  # the resumed run writes into its original run
     assert a["global_step"] == b["global_step"] == 4 and b["epoch"] == 1
@@ -94,6 +97,42 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] > 0 and "rng_states" in ckpt
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
+         "callbacks.step_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file() and read_checkpoint(last)["global_step"] >= 4:
+            break
+        time.sleep(0.5)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait(timeout=60)
+    ckpt = read_checkpoint(last)  # complete and loadable
+    assert ckpt["global_step"] >= 4 and ckpt["global_step"] % 2 == 0 and ckpt["epoch"] == 0
+    proc = run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", "data.train_subset=1024",
+                   f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resume'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the killed run's checkpoint resumes
+
+
+def test_sampling_noise_is_independent_of_the_training_rng() -> None:
+    torch.manual_seed(0)
+    from ddpm_lightning.core.networks.cnn import CNN
+
+    module = DiffusionModule(CNN(channels=(4,)), schedules.linear(T=10), Gaussian(), Ancestral)
+    before = torch.get_rng_state()
+    a = module.generate(4, seed=5)
+    assert torch.equal(torch.get_rng_state(), before)  # the global (training) RNG is untouched
+    torch.rand(1000)  # training draws in between do not change the grid
+    assert torch.equal(a, module.generate(4, seed=5))
+    assert not torch.equal(a, module.generate(4, seed=6))
 
 
 def test_atomic_save_never_leaves_a_truncated_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
