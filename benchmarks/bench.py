@@ -105,7 +105,8 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
                 device, step_s, data_root, p["eval_n"], p["inception_images"], p["psnr_images"], p["kid_subsets"], r.get("sampling")))
         if "capacity" in on:
             dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
-            peak, conv = matmul_rate(device, dtype), conv_rate(device, dtype)
+            big = device.type == "cuda"  # a GPU needs bigger problems to be timed at its rate
+            peak, conv = matmul_rate(device, dtype, n=8192 if big else 2048), conv_rate(device, dtype, batch=256 if big else 16)
             r["capacity"] = sw.section("5 memory and FLOPs", lambda: capacity.capacity(
                 device, precision, peak, p["capacity_batches"], p["capacity_steps"], p["capacity_warmup"], isolated=not args.smoke,
                 conv_flops=conv))

@@ -117,13 +117,13 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     return median(rates)
 
 
-def conv_rate(device: torch.device, dtype: torch.dtype = torch.float32, reps: int = 5) -> float:
-    """Measured rate (FLOP/s, median) of a large 7×7 convolution, 128 -> 256 channels on 28×28, batch 16:
+def conv_rate(device: torch.device, dtype: torch.dtype = torch.float32, batch: int = 16, reps: int = 5) -> float:
+    """Measured rate (FLOP/s, median) of a large 7×7 convolution, 128 -> 256 channels on 28×28 (``batch``):
     the study CNN's biggest layer, run by the convolution library (oneDNN / cuDNN) rather than the BLAS
     behind ``matmul_rate``; on some CPUs (MKL on AMD) the two differ by 2x and more."""
-    x = torch.randn(16, 128, 28, 28, device=device, dtype=dtype)
+    x = torch.randn(batch, 128, 28, 28, device=device, dtype=dtype)
     conv = torch.nn.Conv2d(128, 256, 7, padding=3).to(device=device, dtype=dtype)
-    flops = 2 * 16 * 256 * 28 * 28 * 128 * 49
+    flops = 2 * batch * 256 * 28 * 28 * 128 * 49
     with torch.no_grad():
         for _ in range(2):
             conv(x)

@@ -84,7 +84,8 @@ def sampling(
     data_root: str,
     seed: int = 1234,
 ) -> dict[str, Any]:
-    """Section 3: images/s and classifier FID of ancestral-T and DDIM-k, n samples each, batch n."""
+    """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, the config's default), and
+    DDIM with η = 1 at the first k, n samples each, batch n."""
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
@@ -97,7 +98,8 @@ def sampling(
     T = module.schedule.T
     samplers = {f"ancestral_{T}": functools.partial(Ancestral, variance="beta")}
     for k in ddim_steps:
-        samplers[f"ddim_{k}"] = functools.partial(DDIM, num_steps=k, eta=0.0)
+        samplers[f"ddim_{k}"] = functools.partial(DDIM, num_steps=k, eta=0.0)  # conf/sampler/ddim.yaml: deterministic
+    samplers[f"ddim_{ddim_steps[0]}_eta1"] = functools.partial(DDIM, num_steps=ddim_steps[0], eta=1.0)  # stochastic, same calls
     rows: dict[str, Any] = {}
     for name, factory in samplers.items():
         sync(device)
