@@ -71,7 +71,7 @@ def evaluation(
             raise DDPMError("skipped (inception_images = 0, e.g. --smoke)")
         inc = InceptionFeatures(None).to(device)  # $DDPM_FID_WEIGHTS or torch-fidelity's download
         k = min(inception_images, n)
-        inc(fake[:2])  # warm-up
+        inc(fake[:k])  # warm-up at the timed batch size (oneDNN/cuDNN set up per shape)
         _, t_inc = _timed(lambda: inc(fake[:k]), device)
         per_image = t_inc / k
         rf, ff = torch.randn(n, 2048, dtype=torch.float64), torch.randn(n, 2048, dtype=torch.float64)

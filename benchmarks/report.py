@@ -118,7 +118,8 @@ def markdown(r: dict[str, Any]) -> str:
     e = r.get("evaluation")
     if e:
         L += ["## 4. Evaluation cost per epoch", "",
-              f"N = {e['n']}; epoch ≈ {_f(e['step_s'], 4)} s/step × {e['epoch_steps']} = {_f(e['epoch_s_estimate'], 4)} s. Real features are "
+              f"N = {e['n']}; epoch ≈ {_f(e['step_s'], 4)} s/step (section 1's Lightning path"
+              + (f", {tr['config']['precision']}" if tr else "") + f") × {e['epoch_steps']} = {_f(e['epoch_s_estimate'], 4)} s. Real features are "
               "computed once per run (cached), so not counted.", ""]
         L += _table(["evaluation", "seconds", "fraction of epoch", "how"],
                     [[k, v.get("seconds"), _pct(v.get("fraction_of_epoch")), v.get("how") or v.get("unavailable", "")]

@@ -9,6 +9,7 @@ torchvision when ``download`` is true; with no network that fails with one clear
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -76,20 +77,29 @@ class EpochSeededSampler(RandomSampler):
     """A random permutation per epoch that depends only on (seed, epoch), not on the global RNG.
 
     Lightning calls ``set_epoch`` each epoch, so a resumed run sees the same order as a straight one.
-    Under DDP Lightning swaps it for a DistributedSampler, which is seeded per epoch the same way.
+    ``resume_at(epoch, n)`` makes the next pass over ``epoch`` skip its first n samples (a mid-epoch
+    resume). Under DDP Lightning swaps it for a DistributedSampler, seeded per epoch the same way.
     """
 
     def __init__(self, data_source: TensorDataset, seed: int = 0) -> None:
         super().__init__(data_source)
         self.seed = seed
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, samples: int) -> None:
+        self._resume = (epoch, samples)
+
     def __iter__(self):  # type: ignore[override]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(len(self.data_source), generator=g).tolist())
+        order = torch.randperm(len(self.data_source), generator=g).tolist()
+        if self._resume is not None and self._resume[0] == self.epoch:
+            order = order[self._resume[1] :]  # the batches this epoch already trained on
+        self._resume = None
+        return iter(order)
 
 
 class BatchTensorDataset(TensorDataset):
@@ -132,6 +142,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_subset = train_subset
         self.val_subset = val_subset
         self.seed = seed
+        self._resume: tuple[int, int] | None = None  # (epoch, samples done) from a checkpoint
         self.on_device = on_device  # speed option: the whole dataset on the training device (benchmarks/)
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
@@ -159,12 +170,31 @@ class MNISTDataModule(pl.LightningDataModule):
         assert self.val_set is not None
         return self.val_set.tensors[0]
 
+    # A checkpoint records where in the epoch training was, so a mid-epoch resume (after SIGTERM, SIGKILL
+    # or a step checkpoint) continues with the batches that epoch had not yet seen, in the same order.
+    # Counted from Lightning's batch progress, not from the loader (which runs one batch ahead).
+    def state_dict(self) -> dict[str, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        return {"epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]) * self.batch_size)
+            # Lightning checks only the loader for resumability; this module resumes it (see above)
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
+        sampler = EpochSeededSampler(self.train_set, self.seed)
+        if self._resume is not None:
+            sampler.resume_at(*self._resume)
+            self._resume = None
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(self.train_set, self.seed),
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),  # worker seeds: not from the global RNG

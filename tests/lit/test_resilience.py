@@ -117,9 +117,24 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
     proc.wait(timeout=60)
     ckpt = read_checkpoint(last)  # complete and loadable
     assert ckpt["global_step"] >= 4 and ckpt["global_step"] % 2 == 0 and ckpt["epoch"] == 0
-    proc = run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", "data.train_subset=1024",
-                   f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resume'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]  # the killed run's checkpoint resumes
+
+
+def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
+    """A step checkpoint taken mid-epoch (as SIGKILL leaves it) resumes with the batches that epoch had
+    not seen, in the same order, and the same RNG: the result equals a straight run's."""
+    args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+    args += ["data.train_subset=512", "trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=3"]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
+    assert run_cli("ddpm_lightning.train", *args, "+trainer.max_steps=3", f"hydra.run.dir={cut}").returncode == 0
+    last = cut / "checkpoints" / "last.ckpt"
+    assert read_checkpoint(last)["global_step"] == 3 and read_checkpoint(last)["epoch"] == 0  # mid-epoch (8 batches)
+    proc = run_cli("ddpm_lightning.train", *args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resume'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(last)
+    assert a["global_step"] == b["global_step"] >= 14 and a["epoch"] == b["epoch"] == 1
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
 
 
 def test_sampling_noise_is_independent_of_the_training_rng() -> None:
