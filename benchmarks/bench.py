@@ -42,7 +42,7 @@ SECTIONS = ("training", "sampling", "evaluation", "capacity", "speed")
 
 # Settings per device: (CPU full, GPU full, smoke). Chosen so `make bench` takes ≤ ~15 min on 2 CPU cores.
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": dict(reps=8, steps=4, warmup=2, overhead_steps=30, overhead_warmup=5, overhead_reps=3, n_samples=100,
+    "cpu": dict(reps=6, steps=6, warmup=2, overhead_steps=30, overhead_warmup=5, overhead_reps=3, n_samples=100,
                 ddim_steps=[50, 100], train_steps=300, lr=1e-3, eval_n=1000, inception_images=16, psnr_images=100,
                 kid_subsets=10, capacity_batches={"small": 128, "large": 16}, capacity_steps=2, capacity_warmup=1,
                 option_steps=6, option_warmup=2, option_reps=3, compile=True, overrides=[]),

@@ -79,8 +79,8 @@ def markdown(r: dict[str, Any]) -> str:
         c = tr["config"]
         L += ["## 1–2. Training throughput and data path", "",
               f"Same network, Adam, batch {c['batch']}, precision {c['precision']}; {c['steps']} timed steps after {c['warmup']} "
-              f"warm-up steps per measurement, {c['reps']} repetitions alternating the paths (order rotated each time); "
-              f"medians. Lightning path: `Trainer.fit` from conf/train.yaml with {c['overrides']}, callbacks {c['callbacks']}, "
+              f"warm-up steps per measurement ({'median step time' if r['meta']['device'] == 'cpu' else 'total time'}), "
+              f"{c['reps']} repetitions alternating the paths (order rotated each time); medians over repetitions. Lightning path: `Trainer.fit` from conf/train.yaml with {c['overrides']}, callbacks {c['callbacks']}, "
               f"loggers {c['logger']}, no validation.", ""]
         L += _table(["path", "images/s (median)", "min – max"],
                     [[k, v, " – ".join(_f(x) for x in tr["images_per_s_range"][k])] for k, v in tr["images_per_s"].items()])

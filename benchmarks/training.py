@@ -5,7 +5,8 @@
 - ``lightning_loop``: ``Trainer.fit`` built from the real config (conf/train.yaml + the device's speed
   preset): progress bar, TensorBoard logger, checkpoint callbacks, ``check_finite``; the per-epoch
   evaluation callbacks are left out (the sampling and evaluation sections measure them).
-Both report images/s over ``steps`` steps after ``warmup`` steps, GPU work synchronised at both ends.
+Both report images/s over ``steps`` steps after ``warmup`` steps (``throughput``: on CPU from the median
+step time, on GPU from the total time, synchronised at both ends).
 """
 
 from __future__ import annotations
@@ -54,27 +55,34 @@ class BatchList:
         return len(self.batches)
 
 
+def throughput(stamps: list[float], batch: int, device: torch.device) -> float:
+    """images/s from the wall-clock stamps at the end of each timed step (and of the step before).
+
+    CPU: ``batch`` / the median step time, so that another job's burst on a shared machine (a few slow
+    steps) does not decide the number. GPU: all steps over the total time (steps are queued
+    asynchronously; the clock is synchronised only at both ends)."""
+    steps = len(stamps) - 1
+    if steps < 1:
+        raise RuntimeError("the run ended before the timed steps")
+    if device.type == "cuda":
+        return batch * steps / (stamps[-1] - stamps[0])
+    return batch / median([b - a for a, b in zip(stamps, stamps[1:])])
+
+
 class StepClock(pl.Callback):
-    """Wall clock from the end of batch ``warmup − 1`` to the end of batch ``total − 1``: everything the
-    loop does per step (data fetch, hooks, logging, progress bar, checkpoint checks) lies inside."""
+    """Wall-clock stamps at the end of batch ``warmup − 1`` and of every later batch up to ``total − 1``:
+    everything the loop does per step (data fetch, hooks, logging, progress bar, checkpoint checks)
+    lies between two stamps. GPU work is synchronised at the first and the last stamp."""
 
     def __init__(self, warmup: int, total: int, device: torch.device) -> None:
         self.warmup, self.total, self.device = warmup, total, device
-        self.t0: float | None = None
-        self.t1: float | None = None
+        self.stamps: list[float] = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if batch_idx in (self.warmup - 1, self.total - 1):
-            sync(self.device)
-            if batch_idx == self.warmup - 1:
-                self.t0 = time.perf_counter()
-            else:
-                self.t1 = time.perf_counter()
-
-    def seconds(self) -> float:
-        if self.t0 is None or self.t1 is None:
-            raise RuntimeError("the Lightning run ended before the timed steps")
-        return self.t1 - self.t0
+        if self.warmup - 1 <= batch_idx <= self.total - 1:
+            if batch_idx in (self.warmup - 1, self.total - 1):
+                sync(self.device)
+            self.stamps.append(time.perf_counter())
 
 
 def lightning_loop(
@@ -98,7 +106,7 @@ def lightning_loop(
     )
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
         trainer.fit(module, datamodule=datamodule, train_dataloaders=batches)
-    return steps * int(cfg.data.batch_size) / clock.seconds()
+    return throughput(clock.stamps, int(cfg.data.batch_size), device)
 
 
 def bare_loop(
@@ -118,11 +126,11 @@ def bare_loop(
     network.train()
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(x.device)
-    start = 0.0
+    stamps: list[float] = []
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
-            start = time.perf_counter()
+            stamps.append(time.perf_counter())
         j = (i * batch) % (x.shape[0] - batch + 1)
         x0 = x[perm[j : j + batch]].to(device, non_blocking=True)  # (B, 1, 28, 28)
         t = torch.randint(1, schedule.T + 1, (batch,), device=device)  # (B,)
@@ -132,8 +140,11 @@ def bare_loop(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    sync(device)
-    return steps * batch / (time.perf_counter() - start)
+        if i >= warmup:
+            if i == warmup + steps - 1:
+                sync(device)
+            stamps.append(time.perf_counter())
+    return throughput(stamps, batch, device)
 
 
 def synthetic_batches(n: int, batch: int, device: torch.device) -> BatchList:
