@@ -106,6 +106,24 @@ def test_missing_mnist_without_network(tmp_path: Path) -> None:
         load_mnist(tmp_path / "nowhere", "train", download=False)
 
 
+def test_unreadable_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Present but unreadable: named as such (not as missing, and no download attempt)."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).mkdir(parents=True)  # a folder where the file should be
+    proc = run_cli("ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors == [f"error: cannot read MNIST file {raw / 'train-images-idx3-ubyte'}: Is a directory"], proc.stderr[-2000:]
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # tests may run as root, where chmod 000 does not deny reading
+    with pytest.raises(DDPMError, match=r"^cannot read MNIST file .*t10k-images-idx3-ubyte: Permission denied$"):
+        load_mnist(tmp_path / "data", "test", download=True)
+
+
 def _copy_mnist(src: Path, dst: Path) -> Path:
     raw = dst / "MNIST" / "raw"
     raw.mkdir(parents=True)

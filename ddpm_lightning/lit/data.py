@@ -52,7 +52,8 @@ def read_idx(path: Path, kind: str) -> Tensor:
 def load_mnist(root: str | os.PathLike, split: str, download: bool = False) -> tuple[Tensor, Tensor]:
     """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'."""
     raw = Path(root) / "MNIST" / "raw"
-    missing = [name for (s, _), name in _FILES.items() if s == split and not (raw / name).is_file()]
+    # exists(), not is_file(): a present but unreadable entry is reported as such by read_idx
+    missing = [name for (s, _), name in _FILES.items() if s == split and not (raw / name).exists()]
     if missing and download:
         try:
             from torchvision.datasets import MNIST

@@ -96,7 +96,7 @@ class InterruptCheckpoint(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, callbacks
         log.warning("interrupted (%s): saved %s at step %d; resume with ckpt_path=%s",
                     type(exception).__name__, self.path, trainer.global_step, self.path)
 

@@ -57,10 +57,41 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], rel=1e-5)
 
 
+@pytest.mark.parametrize("extra", [("degradation=des", "callbacks=ema")], ids=["des+ema"])
+def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: Path, extra: tuple[str, ...]) -> None:
+    """2 epochs straight == 1 epoch + resume for 1: raw and EMA weights, Adam's moments, the EMA's step
+    count and DES's running noise scale."""
+    args = [*TINY, *extra]
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    assert run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", f"hydra.run.dir={straight}").returncode == 0
+    assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={part}").returncode == 0
+    proc = run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
+                   f"hydra.run.dir={tmp_path / 'resume'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(part / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 4
+    assert int(b["state_dict"]["degradation.num_batches"]) == 4  # the scale is a mean over all 4 training batches
+    for name in ("state_dict", "current_model_state"):  # EMA weights (+ buffers), raw weights
+        assert a[name].keys() == b[name].keys()
+        for key, value in a[name].items():
+            assert torch.allclose(value.float(), b[name][key].float(), atol=1e-6), (name, key)
+    assert a["averaging_state"]["n_averaged"] == b["averaging_state"]["n_averaged"] == 4
+    (sa,), (sb,) = a["optimizer_states"], b["optimizer_states"]
+    for i, state in sa["state"].items():
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.allclose(state[k], sb["state"][i][k], atol=1e-6), (i, k)
+
+
+def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = _snapshot(trained_run)
     proc = run_cli("ddpm_lightning.train", *TINY, "capacity=large", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'r'}")
     assert proc.returncode == 2
+    assert _snapshot(trained_run) == before  # the earlier run is untouched
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "different model config" in errors[0] and "capacity.channels" in errors[0]
     assert "Traceback" not in proc.stderr
@@ -75,7 +106,12 @@ def test_check_compatible_names_the_difference(trained_run: Path) -> None:
         check_compatible(ckpt, changed)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+def _restore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell job starts with SIGINT ignored
+
+
+@pytest.mark.parametrize("sig, rc, name", [(signal.SIGTERM, 0, "SIGTERMException"), (signal.SIGINT, 1, "KeyboardInterrupt")])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
     log = tmp_path / "log.txt"
     args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
@@ -84,18 +120,19 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
             [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
              "callbacks.progress_bar.refresh_rate=1", f"hydra.run.dir={run_dir}"],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+            preexec_fn=_restore_sigint,
         )
         deadline = time.time() + 120
         while "Epoch 0:" not in log.read_text() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.5)
         time.sleep(2)  # a few steps into the epoch
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=120)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=120)
     out = log.read_text()
-    assert rc == 0, out[-3000:]
-    assert "interrupted (SIGTERMException)" in out
+    assert code == rc, out[-3000:]  # SIGTERM: 0; Ctrl-C: Lightning's graceful shutdown exits with 1
+    assert f"interrupted ({name})" in out and "Traceback" not in out, out[-3000:]
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert ckpt["global_step"] > 0 and "rng_states" in ckpt
+    assert ckpt["global_step"] > 0 and "rng_states" in ckpt and ckpt["optimizer_states"]
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
 
 
@@ -120,21 +157,27 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
 
 
 def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
-    """A step checkpoint taken mid-epoch (as SIGKILL leaves it) resumes with the batches that epoch had
-    not seen, in the same order, and the same RNG: the result equals a straight run's."""
+    """A run SIGKILLed mid-epoch resumes from its last step checkpoint with the batches that epoch had not
+    seen, in the same order, and the same RNG: the result equals a straight run's."""
     args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
     args += ["data.train_subset=512", "trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=3"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
-    assert run_cli("ddpm_lightning.train", *args, "+trainer.max_steps=3", f"hydra.run.dir={cut}").returncode == 0
+    # killed right after step 4 (8 batches per epoch): the step checkpoint of step 3 is all that is left
+    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=4",
+                   f"hydra.run.dir={cut}")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     last = cut / "checkpoints" / "last.ckpt"
-    assert read_checkpoint(last)["global_step"] == 3 and read_checkpoint(last)["epoch"] == 0  # mid-epoch (8 batches)
+    assert read_checkpoint(last)["global_step"] == 3 and read_checkpoint(last)["epoch"] == 0
     proc = run_cli("ddpm_lightning.train", *args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resume'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(last)
-    assert a["global_step"] == b["global_step"] >= 14 and a["epoch"] == b["epoch"] == 1
+    assert a["global_step"] == b["global_step"] == 16 and a["epoch"] == b["epoch"] == 1
     for key, value in a["state_dict"].items():
         assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
+    # one last.ckpt, always the newest state: no stale copy beside a last-v1.ckpt
+    for run in (straight, cut):
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"], run
 
 
 def test_sampling_noise_is_independent_of_the_training_rng() -> None:
