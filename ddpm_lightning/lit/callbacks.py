@@ -27,7 +27,10 @@ def save_grid(images: Tensor, path: str | Path) -> Path:
 
 class SampleGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, sample ``n`` images from a fixed seed with the module's sampler
-    (or ``sampler`` if given), log them to TensorBoard as ``samples`` and write ``<dirpath>/epoch_XXX.png``."""
+    (or ``sampler`` if given), log them to TensorBoard as ``samples`` and write ``<dirpath>/epoch_XXX.png``.
+
+    Sampled at the end of validation, with the weights validation uses (the EMA's under callbacks=ema);
+    in an epoch without validation, at the end of the training epoch."""
 
     def __init__(
         self,
@@ -44,11 +47,22 @@ class SampleGrid(pl.Callback):
         self.seed = seed
         self.dirpath = dirpath
         self.sampler = sampler
+        self._sampled_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # at validation end, so that weights swapped in for validation (callbacks=ema) are the ones sampled
+        if not trainer.sanity_checking:
+            self._sample(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._sampled_epoch != trainer.current_epoch:  # no validation this epoch: sample the training weights
+            self._sample(trainer, pl_module)
+
+    def _sample(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
+        self._sampled_epoch = epoch
         last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
-        if not ((epoch + 1) % self.every_n_epochs == 0 or last) or trainer.sanity_checking:
+        if not ((epoch + 1) % self.every_n_epochs == 0 or last):
             return
         if not trainer.is_global_zero or not isinstance(pl_module, DiffusionModule):
             return

@@ -58,6 +58,17 @@ def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
     assert not torch.equal(images, raw_module.generate(4, seed=3))  # the EMA weights, not the raw ones
 
 
+def test_sample_grid_shows_the_ema_weights(ema_run: Path, tmp_path: Path) -> None:
+    """The per-epoch grid is sampled while the averaged weights are swapped in (at validation end)."""
+    from ddpm_lightning.lit.callbacks import save_grid
+
+    grid = ema_run.parent.parent / "samples" / "epoch_000.png"
+    n = int(next(a for a in TINY if a.startswith("callbacks.sample_grid.n=")).split("=")[1])
+    ema = save_grid(load_module(ema_run)[0].generate(n, seed=1234), tmp_path / "ema.png")
+    raw = save_grid(load_module(ema_run, use_ema=False)[0].generate(n, seed=1234), tmp_path / "raw.png")
+    assert grid.read_bytes() == ema.read_bytes() != raw.read_bytes()
+
+
 def test_ema_composes_with_the_study_metrics() -> None:
     cfg = _compose("train", ["callbacks=[ema,metrics]"])
     assert list(cfg.callbacks)[-1] == "ema"  # after the metric callbacks: they see the EMA weights
