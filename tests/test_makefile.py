@@ -1,0 +1,56 @@
+"""`make tensorboard` serves on the loopback interface unless the user asks otherwise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+
+VENV = Path(sys.executable).parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of sockets listening on ``port`` (from /proc/net/tcp{,6}; state 0A = LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_make_tensorboard_binds_to_loopback(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", f"TB_PORT={port}", "tensorboard"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not _listening_addresses(port) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        addresses = _listening_addresses(port)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert addresses == {"0100007F"}, (addresses, out[-2000:])  # 127.0.0.1 only, no wildcard or external bind
+
+
+def test_make_tensorboard_host_is_the_users_choice() -> None:
+    out = subprocess.run(["make", "-n", "-o", f"{VENV}/.installed", "TB_HOST=0.0.0.0", "tensorboard"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--host 0.0.0.0" in out
