@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +37,8 @@ def resume_dir(ckpt_path: str | None, default: str) -> str:
 
 if not OmegaConf.has_resolver("resume_dir"):
     OmegaConf.register_new_resolver("resume_dir", resume_dir)
+if not OmegaConf.has_resolver("speed_auto"):  # conf/speed/auto.yaml: per-device speed defaults
+    OmegaConf.register_new_resolver("speed_auto", auto_option)
 
 
 def user_error(exc: BaseException) -> DDPMError | None:

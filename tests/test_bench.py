@@ -84,7 +84,8 @@ def test_gpu_study_projection() -> None:
 
 def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     """data.on_device batches (one gather per batch) equal the default DataLoader's, epoch by epoch;
-    module.channels_last computes the same network; the defaults (no speed preset) are the study's float32."""
+    module.channels_last computes the same network; the default preset (speed=auto) picks per device;
+    speed=exact is the study's float32."""
     import torch
 
     from ddpm_lightning.cli import _compose
@@ -113,7 +114,37 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     assert fast.network.blocks[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
     x, t = torch.randn(4, 1, 28, 28), torch.tensor([1, 5, 10, 20])
     assert torch.allclose(plain(x, t), fast(x, t), atol=1e-5)
-    assert cfg.trainer.precision == "32-true" and not cfg.module.compile and not cfg.data.on_device and cfg.threads is None
+    exact = _compose("train", ["speed=exact"])
+    assert exact.trainer.precision == "32-true" and not exact.module.compile and not exact.data.on_device and exact.threads is None
+    assert not cfg.module.compile and not cfg.module.channels_last and cfg.threads is None
     cpu, gpu = _compose("train", ["speed=cpu"]), _compose("train", ["speed=gpu"])
     assert (cpu.trainer.accelerator, cpu.trainer.precision, cpu.data.on_device) == ("cpu", "bf16-mixed", False)
     assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "bf16-mixed", True)
+
+
+def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """speed=auto (the default): bf16 on CPUs with native bf16 else float32, host data; on a GPU bf16
+    (16-mixed without bf16) and the data on the device; an explicit override still wins."""
+    import torch
+
+    from ddpm_lightning import speed
+    from ddpm_lightning.cli import _compose
+    from ddpm_lightning.core.errors import DDPMError
+
+    def resolved(*overrides: str) -> tuple[str, bool]:
+        cfg = _compose("train", list(overrides))
+        return cfg.trainer.precision, cfg.data.on_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native, precision in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda native=native: native)
+        assert resolved() == resolved("trainer=cpu") == (precision, False)
+    assert resolved("trainer.precision=32-true") == ("32-true", False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for bf16, precision in ((True, "bf16-mixed"), (False, "16-mixed")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)
+        assert resolved() == resolved("trainer=gpu") == (precision, True)
+    monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
+    assert resolved("trainer=cpu") == ("bf16-mixed", False)  # a GPU present but not used
+    with pytest.raises(DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device"):
+        speed.auto_option("cpu", "threads")
