@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["all", "cpu", "cuda"], default="all", help="all: cpu, then cuda if present")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results/)")
     ap.add_argument("--ckpt", default=None, help="checkpoint for the sampling section (default: train one, cached in OUT/cache)")
+    ap.add_argument("--n-samples", type=int, default=None,
+                    help="images per sampler in section 3 (default: 100 on CPU, 1000 on GPU; classifier FID is biased and noisy at small n)")
     ap.add_argument("--smoke", action="store_true", help="tiny settings (seconds; for tests): numbers are meaningless")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (its compilation takes ~30-60 s on CPU)")
     ap.add_argument("--override", action="append", default=[], help="extra train-config override for every section (repeatable)")
@@ -168,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available() or args.device == "cuda"]
     for name in devices:
         device = resolve_device(name)
-        profile = PROFILES["smoke" if args.smoke else device.type]
+        profile = dict(PROFILES["smoke" if args.smoke else device.type])
+        if args.n_samples:
+            profile["n_samples"] = args.n_samples
         log(f"benchmark on {device} (load average {os.getloadavg()[0]:.2f})")
         r = run(device, profile, args)
         js, md = write(r, Path(args.out))

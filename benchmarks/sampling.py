@@ -84,8 +84,8 @@ def sampling(
     data_root: str,
     seed: int = 1234,
 ) -> dict[str, Any]:
-    """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, the config's default), and
-    DDIM with η = 1 at the first k, n samples each, batch n."""
+    """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, linear spacing: the config's
+    default), and at the first k DDIM with η = 1 and/or quadratic spacing, n samples each, batch n."""
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
@@ -99,7 +99,10 @@ def sampling(
     samplers = {f"ancestral_{T}": functools.partial(Ancestral, variance="beta")}
     for k in ddim_steps:
         samplers[f"ddim_{k}"] = functools.partial(DDIM, num_steps=k, eta=0.0)  # conf/sampler/ddim.yaml: deterministic
-    samplers[f"ddim_{ddim_steps[0]}_eta1"] = functools.partial(DDIM, num_steps=ddim_steps[0], eta=1.0)  # stochastic, same calls
+    k = ddim_steps[0]  # variants at the same cost: stochastic (η = 1), timesteps evenly in √t (Song et al. App. D.2)
+    samplers[f"ddim_{k}_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0)
+    samplers[f"ddim_{k}_quadratic"] = functools.partial(DDIM, num_steps=k, eta=0.0, spacing="quadratic")
+    samplers[f"ddim_{k}_quadratic_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0, spacing="quadratic")
     rows: dict[str, Any] = {}
     for name, factory in samplers.items():
         sync(device)

@@ -99,7 +99,8 @@ class Ancestral(Sampler):
 
 
 class DDIM(Sampler):
-    """Song et al. 2021, eq. 12, on ``num_steps`` timesteps evenly spaced from T down to 1:
+    """Song et al. 2021, eq. 12, on ``num_steps`` timesteps from T down to 1, spaced evenly in t
+    (``spacing="linear"``) or in √t (``"quadratic"``, Song et al. 2021 App. D.2: more steps at low noise):
 
     x̂0 = (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t
     σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
@@ -109,17 +110,27 @@ class DDIM(Sampler):
 
     name = "ddim"
 
-    def __init__(self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 0.0) -> None:
+    def __init__(self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear") -> None:
         super().__init__(schedule)
+        if spacing not in ("linear", "quadratic"):
+            raise DDPMError(f"sampler.spacing must be one of ['linear', 'quadratic'], got {spacing!r}")
         if not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
             raise DDPMError(f"sampler.num_steps must be an integer in [1, T={schedule.T}], got {num_steps!r}")
         if eta < 0:
             raise DDPMError(f"sampler.eta must be >= 0, got {eta!r}")
         self.num_steps = num_steps
         self.eta = eta
+        self.spacing = spacing
 
     def set_timesteps(self) -> None:
-        steps = torch.linspace(self.schedule.T, 1, self.num_steps, dtype=torch.float64).round().long()
+        T, k = self.schedule.T, self.num_steps
+        if self.spacing == "linear":
+            steps = torch.linspace(T, 1, k, dtype=torch.float64).round().long()
+        else:  # t_i = 1 + (T − 1)·(i/(k−1))², i = k−1 … 0; a floor of one step between neighbours keeps k distinct
+            u = torch.linspace(1, 0, k, dtype=torch.float64)
+            steps = (1 + (T - 1) * u**2).round().long()
+            for i in range(k - 2, -1, -1):  # from the small end up: each at least one above the next
+                steps[i] = max(int(steps[i]), int(steps[i + 1]) + 1)
         self.timesteps = list(dict.fromkeys(steps.tolist()))  # descending, unique, T first and 1 last
 
     def needs_noise(self, t_prev: int) -> bool:

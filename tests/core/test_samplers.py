@@ -79,3 +79,61 @@ def test_bad_sampler_settings():
         DDIM(s, num_steps=T + 1)
     with pytest.raises(DDPMError, match="variance"):
         Ancestral(s, variance="nope")
+
+
+def _gaussian_data_oracle(schedule, mean: float, std: float):
+    """The exact ε-predictor E[ε | z_t] for data x0 ~ N(mean, std²) (per pixel):
+    z_t = √ᾱ x0 + √(1−ᾱ) ε is Gaussian, so E[ε | z_t] = √(1−ᾱ)(z_t − √ᾱ·mean) / (ᾱ·std² + 1 − ᾱ)."""
+
+    def model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = schedule.alpha_bars[t].view(-1, *([1] * (z.dim() - 1))).to(torch.float64)
+        return ((1 - ab).sqrt() * (z - ab.sqrt() * mean) / (ab * std**2 + 1 - ab)).to(z.dtype)
+
+    return model
+
+
+def _moments(sampler, schedule) -> tuple[float, float]:
+    x = sampler.sample(_gaussian_data_oracle(schedule, 0.3, 0.5), (5000, 1, 2, 2), torch.Generator().manual_seed(0))
+    return x.mean().item(), x.std().item()
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_ancestral_recovers_gaussian_data_with_the_exact_noise_predictor(variance):
+    """With the exact ε-predictor, ancestral sampling draws from the data distribution N(0.3, 0.5²)
+    (20,000 values; a wrong coefficient in the update shifts the mean or the std)."""
+    s = schedules.linear(T=1000)
+    mean, std = _moments(Ancestral(s, variance=variance), s)
+    assert mean == pytest.approx(0.3, abs=0.015) and std == pytest.approx(0.5, rel=0.03)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_converges_to_the_data_distribution_as_steps_grow(eta):
+    """DDIM with the exact ε-predictor: the mean is right at any k; the std is right with all T steps and
+    shrinks with fewer (eq. 12 plugs in E[x0|z_t] and drops its variance: Var(z_prev) < Var(z_{t_prev})
+    by Cauchy-Schwarz for Gaussian data), the error falling as k grows. This is the quality cost of
+    few-step DDIM (benchmarks/README.md), measured here without a network."""
+    s = schedules.linear(T=1000)
+    stds = {}
+    for k in (10, 50, 200, 1000):
+        mean, stds[k] = _moments(DDIM(s, num_steps=k, eta=eta), s)
+        assert mean == pytest.approx(0.3, abs=0.015), k
+    assert stds[1000] == pytest.approx(0.5, rel=0.03)
+    assert stds[10] < stds[50] < stds[200] < 0.5 * 1.03
+    assert stds[10] < 0.5 * 0.8  # 10 steps lose a fifth of the spread: not a rounding effect
+
+
+@pytest.mark.parametrize("k", [2, 10, 50, 999, 1000])
+def test_ddim_quadratic_spacing(k):
+    """k distinct timesteps, T first and 1 last, gaps growing with t (denser at low noise than linear)."""
+    s = schedules.linear(T=1000)
+    quad, lin = DDIM(s, num_steps=k, spacing="quadratic"), DDIM(s, num_steps=k)
+    quad.set_timesteps()
+    lin.set_timesteps()
+    ts = quad.timesteps
+    assert len(ts) == k and ts[0] == 1000 and ts[-1] == 1 and all(a > b for a, b in zip(ts, ts[1:]))
+    gaps = [a - b for a, b in zip(ts, ts[1:])]
+    assert all(g1 >= g2 - 1 for g1, g2 in zip(gaps, gaps[1:]))  # non-increasing towards t = 1, up to rounding
+    if k == 50:
+        assert sum(t <= 100 for t in ts) > 2 * sum(t <= 100 for t in lin.timesteps)
+    with pytest.raises(DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic'\], got 'log'"):
+        DDIM(s, spacing="log")
