@@ -5,7 +5,7 @@ Resolved when the trainer is built, from ``trainer.accelerator`` and the hardwar
 | option | CPU | GPU |
 |---|---|---|
 | precision | ``bf16-mixed`` where the CPU has native bf16 (AVX512-BF16 or AMX; ~1.8-2x the float32 step on this project's Zen 4), else ``32-true`` | ``bf16-mixed`` (``16-mixed`` on GPUs without bf16) |
-| data on the device | ``false`` (nothing to move) | ``true`` (batches gathered on the GPU) |
+| data on the device | ``false`` (nothing to move) | ``true`` (batches gathered on the GPU), unless ``data.num_workers`` > 0 |
 
 ``speed=exact`` turns all of them off: float32, host data, the study's numerics exactly.
 """
@@ -33,8 +33,9 @@ def cpu_has_native_bf16() -> bool:
     return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-def auto_option(accelerator: str, option: str) -> Any:
-    """The fastest measured value of speed ``option`` for a run on ``accelerator``."""
+def auto_option(accelerator: str, option: str, num_workers: int = 0) -> Any:
+    """The fastest measured value of speed ``option`` for a run on ``accelerator`` (``num_workers``: the
+    data loader's; data on the device needs none, so asking for workers keeps the data in host memory)."""
     if option not in OPTIONS:
         raise DDPMError(f"unknown speed option {option!r}; valid choices: {', '.join(OPTIONS)}")
     gpu = uses_gpu(str(accelerator))
@@ -42,4 +43,4 @@ def auto_option(accelerator: str, option: str) -> Any:
         if gpu:
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
         return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-    return gpu  # on_device
+    return gpu and int(num_workers) == 0  # on_device

@@ -144,6 +144,7 @@ def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None
     for bf16, precision in ((True, "bf16-mixed"), (False, "16-mixed")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)
         assert resolved() == resolved("trainer=gpu") == (precision, True)
+    assert resolved("data.num_workers=4") == ("16-mixed", False)  # workers asked for: the data stays on the host
     monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
     assert resolved("trainer=cpu") == ("bf16-mixed", False)  # a GPU present but not used
     with pytest.raises(DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device"):
