@@ -26,6 +26,10 @@ from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from tests.conftest import DATA_DIR, TINY, run_cli
 
 
+# TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
+UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+
+
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     acc = EventAccumulator(str(run_dir / "tensorboard"))
     acc.Reload()
@@ -114,7 +118,7 @@ def _restore_sigint() -> None:
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
     log = tmp_path / "log.txt"
-    args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+    args = list(UNBOUNDED)
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
@@ -138,7 +142,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
 
 def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+    args = list(UNBOUNDED)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
          "callbacks.step_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run_dir}"],
@@ -159,7 +163,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
 def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     """A run SIGKILLed mid-epoch resumes from its last step checkpoint with the batches that epoch had not
     seen, in the same order, and the same RNG: the result equals a straight run's."""
-    args = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+    args = list(UNBOUNDED)
     args += ["data.train_subset=512", "trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=3"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
