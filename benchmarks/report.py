@@ -14,6 +14,10 @@ def _get(d: dict[str, Any], *keys: str) -> Any:
     return d
 
 
+def _interval(iv: list[float] | None) -> str:
+    return "" if not iv else f"{_f(iv[0])} – {_f(iv[1])}"
+
+
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets. CPU-only targets are still reported on a GPU, marked 'info'."""
     cpu = r["meta"]["device"] == "cpu"
@@ -110,9 +114,13 @@ def markdown(r: dict[str, Any]) -> str:
               f"{s['n']} samples per sampler in one batch, seed {s['seed']}; classifier FID against the first {s['n']} MNIST test images "
               f"(classifier {s['classifier']['path']}, test accuracy {s['classifier']['test_accuracy']}). "
               f"Real-vs-real floor at this N (test vs train images): {_f(s['fid_floor_real_vs_real'], 4)}.", ""]
-        L += _table(["sampler", "network calls", "seconds", "images/s", "speed-up", "classifier FID", "FID / ancestral"],
-                    [[k, v["steps"], v["seconds"], v["images_per_s"], v["speedup_vs_ancestral"], v["fid_mnist"], v["fid_ratio_vs_ancestral"]]
+        L += _table(["sampler", "network calls", "precision", "seconds", "images/s", "speed-up", "classifier FID", "FID / ancestral",
+                     "90% bootstrap interval"],
+                    [[k, v["steps"], v.get("precision", "32-true"), v["seconds"], v["images_per_s"], v["speedup_vs_ancestral"], v["fid_mnist"],
+                      v["fid_ratio_vs_ancestral"], _interval(v.get("fid_ratio_interval_90"))]
                      for k, v in s["samplers"].items()])
+        L += ["The interval: FID / ancestral when both sample sets are redrawn with replacement (100 rounds), i.e. how much "
+              "of the ratio the luck of n samples explains.", ""]
         L += [f"One network call costs {_f(s['ms_per_network_call_per_image'])} ms per image at batch {s['batch']}.", ""]
 
     e = r.get("evaluation")

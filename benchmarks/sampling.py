@@ -85,7 +85,8 @@ def sampling(
     seed: int = 1234,
 ) -> dict[str, Any]:
     """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, linear spacing: the config's
-    default), and at the first k DDIM with η = 1 and/or quadratic spacing, n samples each, batch n."""
+    default), and at the first k DDIM with η = 1 and/or quadratic spacing, n samples each, batch n. The
+    network samples in the device preset's precision (speed=cpu|gpu); one more row in float32."""
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
@@ -96,6 +97,8 @@ def sampling(
                            "classifier": {"path": meta["path"], "test_accuracy": meta.get("test_accuracy")},
                            "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other[:n])}
     T = module.schedule.T
+    precision = str(compose_train(speed_overrides(device), workdir).trainer.precision)  # what speed=cpu|gpu samples in
+    module.set_sample_precision(precision)
     samplers = {f"ancestral_{T}": functools.partial(Ancestral, variance="beta")}
     for k in ddim_steps:
         samplers[f"ddim_{k}"] = functools.partial(DDIM, num_steps=k, eta=0.0)  # conf/sampler/ddim.yaml: deterministic
@@ -103,20 +106,45 @@ def sampling(
     samplers[f"ddim_{k}_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0)
     samplers[f"ddim_{k}_quadratic"] = functools.partial(DDIM, num_steps=k, eta=0.0, spacing="quadratic")
     samplers[f"ddim_{k}_quadratic_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0, spacing="quadratic")
+    runs = [(name, factory, precision) for name, factory in samplers.items()]
+    if precision != "32-true":  # what the preset's precision costs in quality, and saves in time
+        runs.append((f"ddim_{k}_float32", samplers[f"ddim_{k}"], "32-true"))
     rows: dict[str, Any] = {}
-    for name, factory in samplers.items():
+    feats: dict[str, torch.Tensor] = {}
+    for name, factory, prec in runs:
+        module.set_sample_precision(prec)
         sync(device)
         tick = time.perf_counter()
         images = module.generate(n, seed=seed, sampler=factory, batch_size=n)  # (n, 1, 28, 28)
         sync(device)
         seconds = time.perf_counter() - tick
         steps = T if name.startswith("ancestral") else int(name.split("_")[1])
-        rows[name] = {"steps": steps, "seconds": seconds, "images_per_s": n / seconds,
-                      "fid_mnist": frechet_distance(classifier, real_feats, images)}
-    anc = rows[f"ancestral_{T}"]
-    for row in rows.values():
+        feats[name] = classifier(images)  # (n, 64)
+        rows[name] = {"steps": steps, "precision": prec, "seconds": seconds, "images_per_s": n / seconds,
+                      "fid_mnist": frechet_distance(classifier, real_feats, feats[name])}
+    module.set_sample_precision(precision)
+    anc_name = f"ancestral_{T}"
+    anc = rows[anc_name]
+    for name, row in rows.items():
         row["speedup_vs_ancestral"] = row["images_per_s"] / anc["images_per_s"]
         row["fid_ratio_vs_ancestral"] = row["fid_mnist"] / anc["fid_mnist"]
+        if name != anc_name:
+            row["fid_ratio_interval_90"] = bootstrap_ratio(classifier, real_feats, feats[name], feats[anc_name], seed)
+    out["precision"] = precision
     out["samplers"] = rows
     out["ms_per_network_call_per_image"] = 1e3 * anc["seconds"] / (T * n)
     return out
+
+
+def bootstrap_ratio(classifier: ClassifierFeatures, real: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int,
+                    rounds: int = 100) -> list[float]:
+    """5th and 95th percentiles of FID(a)/FID(b) when both sample sets are redrawn with replacement
+    (the real set fixed): how much of a ratio is the luck of n samples. (n, d) features each."""
+    gen = torch.Generator().manual_seed(seed)
+    n = a.shape[0]
+    ratios = []
+    for _ in range(rounds):
+        ia, ib = torch.randint(0, n, (n,), generator=gen), torch.randint(0, n, (n,), generator=gen)
+        ratios.append(frechet_distance(classifier, real, a[ia]) / frechet_distance(classifier, real, b[ib]))
+    q = torch.tensor(ratios, dtype=torch.float64).quantile(torch.tensor([0.05, 0.95], dtype=torch.float64))
+    return [float(q[0]), float(q[1])]

@@ -65,6 +65,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     module, _ = load_module(cfg.ckpt_path)
     device = torch.device(cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
     module.to(device)
+    if cfg.get("precision"):
+        module.set_sample_precision(str(cfg.precision))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
     gen = GenerativeMetrics(
@@ -88,6 +90,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results.update(gen.compute(images))
         gen.timings = {"generate_s": generate_s, **gen.timings}
         settings.update(gen.settings(sampler_info))
+        settings["samples"]["precision"] = module.sample_precision  # the network's precision while sampling
         if int(cfg.save_grid) > 0:
             save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
     if m.denoise:

@@ -30,6 +30,8 @@ def sample(cfg: DictConfig) -> Path:
     module, _ = load_module(cfg.ckpt_path)
     device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     module.to(device)
+    if cfg.get("precision"):
+        module.set_sample_precision(str(cfg.precision))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size))
     out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"

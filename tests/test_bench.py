@@ -42,7 +42,15 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     assert r["meta"]["smoke"] and len(r["meta"]["load_average_start"]) == 3
     tr = r["training"]
     assert set(tr["images_per_s"]) == {"bare", "lightning", "lightning_synthetic"}
-    assert {"ancestral_20", "ddim_5", "ddim_10", "ddim_5_eta1", "ddim_5_quadratic", "ddim_5_quadratic_eta1"} == set(r["sampling"]["samplers"])
+    rows = r["sampling"]["samplers"]
+    expected = {"ancestral_20", "ddim_5", "ddim_10", "ddim_5_eta1", "ddim_5_quadratic", "ddim_5_quadratic_eta1"}
+    if r["sampling"]["precision"] != "32-true":  # the preset samples in bf16: one more row shows float32
+        expected.add("ddim_5_float32")
+        assert rows["ddim_5_float32"]["precision"] == "32-true" and rows["ddim_5"]["precision"] == r["sampling"]["precision"]
+    assert expected == set(rows)
+    for name, row in rows.items():
+        lo, hi = row.get("fid_ratio_interval_90", (1.0, 1.0))
+        assert 0 < lo <= hi and (name.startswith("ddim") or name.startswith("ancestral") and lo == hi == 1.0), (name, lo, hi)
     assert {(x["model"], x["capacity"]) for x in r["capacity"]["rows"]} == {("cnn", "small"), ("cnn", "large"), ("unet", "small"), ("unet", "large")}
     assert r["capacity"]["rows"][1]["flops_per_step"] > 10 * r["capacity"]["rows"][0]["flops_per_step"]  # large ≫ small
     assert "preset" in r["speed_options"]["images_per_s"] and "channels_last" in r["speed_options"]["images_per_s"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ddpm_lightning.lit.checkpoint import load_module
 from tests.conftest import FID_WEIGHTS, run_cli
 
 ALL = {"psnr", "ssim", "fid", "kid", "kid_std", "fid_mnist", "class_entropy", "modes_covered"}
@@ -22,6 +23,7 @@ def test_evaluate_all_metrics_with_ddim(trained_run: Path, tmp_path: Path) -> No
     assert set(report["metrics"]) == ALL | denoise
     s = report["settings"]
     assert s["samples"]["sampler"] == {"name": "ddim", "steps": 5, "eta": 0.0, "num_steps": 5}  # sampler=ddim replaced the checkpoint's
+    assert s["samples"]["precision"] == load_module(ckpt)[1].trainer.precision  # the run's training precision
     assert s["samples"]["n_generated"] == 4 and s["real"] == {"split": "test", "n_real": 4}
     assert s["fid"]["extractor"].startswith("inception-v3-compat-64, 64-d") and s["fid"]["weights"] == str(FID_WEIGHTS)
     assert s["kid"]["subset_size"] == 4 and s["kid"]["subsets"] == 1 and s["fid_mnist"]["test_accuracy"] >= 0.99

@@ -64,7 +64,7 @@ class Sampler:
         for i, t in enumerate(self.timesteps):
             t_prev = self.previous(i)
             t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
-            out = model(z, t_batch)
+            out = model(z, t_batch).to(z.dtype)  # float32 chain even when the network runs under autocast
             noise = noise_scale * randn(shape, generator, like) if self.needs_noise(t_prev) else None
             z = self.step(out, t, t_prev, z, noise)
         return z

@@ -8,6 +8,7 @@ loss = ‖g(z_t, t) − target‖². Validation uses the same loss with a fixed 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,6 +24,10 @@ from ddpm_lightning.core.schedules import NoiseSchedule
 SamplerFactory = Callable[..., Sampler]
 
 CONFIG_KEY = "ddpm_config"  # the resolved Hydra config, stored in every checkpoint
+
+# Sampling precision -> the autocast dtype of the network's forward (None: float32). Lightning's precision
+# names, so ``module.sample_precision: ${trainer.precision}`` samples in the precision the run trains in.
+AUTOCAST = {"32-true": None, "32": None, "64-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 class NonFiniteLossError(DDPMError):
@@ -42,6 +47,7 @@ class DiffusionModule(pl.LightningModule):
         check_finite: bool = True,
         channels_last: bool = False,
         compile: bool = False,
+        sample_precision: str = "32-true",
     ) -> None:
         super().__init__()
         self.network = network
@@ -52,6 +58,7 @@ class DiffusionModule(pl.LightningModule):
         self.run_config = run_config or {}
         self.val_seed = val_seed
         self.check_finite = check_finite
+        self.set_sample_precision(sample_precision)
         if channels_last:  # speed option (benchmarks/): NHWC weights, so convolutions run channels-last
             self.network.to(memory_format=torch.channels_last)
         if compile:  # speed option: torch.compile in place, so state_dict keys (and checkpoints) are unchanged
@@ -103,13 +110,25 @@ class DiffusionModule(pl.LightningModule):
             )
         return sampler
 
+    def set_sample_precision(self, precision: str) -> None:
+        if str(precision) not in AUTOCAST:
+            raise DDPMError(f"sample precision must be one of {list(AUTOCAST)}, got {precision!r}")
+        self.sample_precision = str(precision)
+
+    def sampling_autocast(self) -> AbstractContextManager[Any]:
+        """The network's forward during sampling runs under ``sample_precision``'s autocast (bf16 or fp16
+        matmuls/convolutions); the sampler's own arithmetic stays float32."""
+        dtype = AUTOCAST[self.sample_precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
     @torch.no_grad()
     def generate(
         self, n: int, seed: int = 0, sampler: SamplerFactory | None = None, batch_size: int = 500
     ) -> Tensor:
         """n images (n, 1, 28, 28), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
 
-        The training RNG is untouched, so grids are comparable across epochs and runs.
+        The training RNG is untouched, so grids are comparable across epochs and runs. The network runs
+        in ``sample_precision`` (by default the run's training precision; float32 for ``32-true``).
         """
         was_training = self.training
         self.eval()
@@ -117,11 +136,12 @@ class DiffusionModule(pl.LightningModule):
         generator = torch.Generator(device="cpu").manual_seed(seed)
         shape = tuple(self.run_config.get("image_shape", (1, 28, 28)))
         out = []
-        for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            out.append(
-                chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device, self.degradation)
-            )
+        with self.sampling_autocast():
+            for start in range(0, n, batch_size):
+                b = min(batch_size, n - start)
+                out.append(
+                    chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device, self.degradation)
+                )
         self.train(was_training)
         return torch.cat(out).clamp(-1, 1)
 
