@@ -25,11 +25,14 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows = s.get("samplers", {})
     anc = next((k for k in rows if k.startswith("ancestral")), "ancestral")
     ddim = next((k for k in rows if k.startswith("ddim")), "ddim")
+    dpm = next((k for k in rows if k.startswith("dpm_solver")), "dpm_solver")
     out = [
         ("Lightning path vs bare PyTorch loop (images/s ratio, median)", _get(r, "training", "lightning_vs_bare", "median"), ">=", 0.95, cpu),
         ("data path: real MNIST data module vs synthetic tensors (ratio)", _get(r, "training", "data_vs_synthetic", "median"), ">=", 0.98, True),
         (f"{ddim} speed-up over {anc} (images/s ratio)", _get(rows, ddim, "speedup_vs_ancestral"), ">=", 15.0, True),
         (f"{ddim} classifier FID / {anc}'s (no more than 10% worse)", _get(rows, ddim, "fid_ratio_vs_ancestral"), "<=", 1.10, True),
+        (f"{dpm} (same calls as {ddim}) speed-up over {anc}", _get(rows, dpm, "speedup_vs_ancestral"), ">=", 15.0, True),
+        (f"{dpm} classifier FID / {anc}'s (no more than 10% worse)", _get(rows, dpm, "fid_ratio_vs_ancestral"), "<=", 1.10, True),
         ("classifier-feature evaluation at N=1000 / epoch", _get(r, "evaluation", "costs", "classifier_fid", "fraction_of_epoch"), "<=", 0.10, cpu),
     ]
     needs = {"Lightning": ["training"], "data path": ["training"], "speed-up": ["sampling"], "FID": ["sampling"],

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 
 from benchmarks.common import compose_train, run_config, speed_overrides, sync
 from ddpm_lightning.classifier import load_or_train_classifier
+from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.lit.checkpoint import build_module, load_module, read_checkpoint
 from ddpm_lightning.lit.data import load_mnist
@@ -85,7 +86,8 @@ def sampling(
     seed: int = 1234,
 ) -> dict[str, Any]:
     """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, linear spacing: the config's
-    default), and at the first k DDIM with η = 1 and/or quadratic spacing, n samples each, batch n. The
+    default), and at the first k DDIM with η = 1 and/or quadratic spacing and DPM-Solver++(2M) (SDE and ODE
+    forms), n samples each, batch n. The
     network samples in the device preset's precision (speed=cpu|gpu); one more row in float32."""
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
@@ -106,6 +108,9 @@ def sampling(
     samplers[f"ddim_{k}_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0)
     samplers[f"ddim_{k}_quadratic"] = functools.partial(DDIM, num_steps=k, eta=0.0, spacing="quadratic")
     samplers[f"ddim_{k}_quadratic_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0, spacing="quadratic")
+    # same cost, second order (conf/sampler/dpm_solver.yaml: SDE form, log-SNR spacing), and its ODE form
+    samplers[f"dpm_solver_{k}"] = functools.partial(DPMSolver, num_steps=k)
+    samplers[f"dpm_solver_{k}_ode"] = functools.partial(DPMSolver, num_steps=k, eta=0.0)
     runs = [(name, factory, precision) for name, factory in samplers.items()]
     if precision != "32-true":  # what the preset's precision costs in quality, and saves in time
         runs.append((f"ddim_{k}_float32", samplers[f"ddim_{k}"], "32-true"))
@@ -118,7 +123,7 @@ def sampling(
         images = module.generate(n, seed=seed, sampler=factory, batch_size=n)  # (n, 1, 28, 28)
         sync(device)
         seconds = time.perf_counter() - tick
-        steps = T if name.startswith("ancestral") else int(name.split("_")[1])
+        steps = T if name.startswith("ancestral") else int(name.removeprefix("dpm_solver_").removeprefix("ddim_").split("_")[0])
         feats[name] = classifier(images)  # (n, 64)
         rows[name] = {"steps": steps, "precision": prec, "seconds": seconds, "images_per_s": n / seconds,
                       "fid_mnist": frechet_distance(classifier, real_feats, feats[name])}

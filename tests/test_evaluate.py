@@ -22,7 +22,7 @@ def test_evaluate_all_metrics_with_ddim(trained_run: Path, tmp_path: Path) -> No
     denoise = {f"denoise_{m}_t{t}" for t in (2, 10, 18) for m in ("psnr", "ssim")}  # T = 20: 0.1/0.5/0.9 T
     assert set(report["metrics"]) == ALL | denoise
     s = report["settings"]
-    assert s["samples"]["sampler"] == {"name": "ddim", "steps": 5, "eta": 0.0, "num_steps": 5}  # sampler=ddim replaced the checkpoint's
+    assert s["samples"]["sampler"] == {"name": "ddim", "steps": 5, "eta": 0.0, "num_steps": 5, "spacing": "linear"}  # sampler=ddim replaced the checkpoint's
     assert s["samples"]["precision"] == load_module(ckpt)[1].trainer.precision  # the run's training precision
     assert s["samples"]["n_generated"] == 4 and s["real"] == {"split": "test", "n_real": 4}
     assert s["fid"]["extractor"].startswith("inception-v3-compat-64, 64-d") and s["fid"]["weights"] == str(FID_WEIGHTS)

@@ -46,6 +46,10 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
     _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "sampler=ddim", "sampler.num_steps=5",
                 f"hydra.run.dir={tmp_path / 'sample3'}"))
     assert (tmp_path / "sample3" / "samples.png").is_file()
+    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "sampler=dpm_solver", "sampler.num_steps=5",
+                f"output={tmp_path / 'dpm.png'}", "save_tensor=true", f"hydra.run.dir={tmp_path / 'sample4'}"))
+    dpm = torch.load(tmp_path / "dpm.pt", weights_only=True)
+    assert dpm.shape == (4, 1, 28, 28) and torch.isfinite(dpm).all() and dpm.std() > 0.05
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,7 @@ def _compose(*overrides: str):
         (("degradation=des",), "Ancestral"),
         (("degradation=blur",), "ColdSampler"),
         (("degradation=des_image", "sampler=ddim", "sampler.num_steps=10"), "DDIM"),
+        (("degradation=des", "sampler=dpm_solver", "sampler.num_steps=10"), "DPMSolver"),
         (("degradation=blur", "sampler.num_steps=5"), "ColdSampler"),
     ],
 )

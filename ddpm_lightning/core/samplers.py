@@ -1,7 +1,8 @@
 """Samplers for ε-predicting degradations, diffusers-style: ``set_timesteps`` then ``step``.
 
 - ``Ancestral``: Ho et al. 2020, Algorithm 2 (σ_t² = β_t, or the posterior variance β̃_t).
-- ``DDIM``: Song et al. 2021, eq. 12, on k evenly spaced steps, stochasticity η.
+- ``DDIM``: Song et al. 2021, eq. 12, on k spaced steps (``spaced_timesteps``), stochasticity η.
+- ``DPMSolver`` (core/dpm_solver.py): DPM-Solver++(2M), its SDE form by default, on k spaced steps.
 
 Noise scale s (DES): the forward process is z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·s·ε and the network predicts
 s·ε, so z/s follows a standard DDPM. In z space the update formulas keep the network output as is
@@ -20,6 +21,41 @@ from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.schedules import NoiseSchedule
 
 Model = Callable[[Tensor, Tensor], Tensor]
+
+
+SPACINGS = ("linear", "quadratic", "logsnr")
+
+
+def spaced_timesteps(schedule: NoiseSchedule, k: int, spacing: str = "linear") -> list[int]:
+    """k distinct timesteps from T down to 1 (descending), spaced evenly in t (``"linear"``), in √t
+    (``"quadratic"``, Song et al. 2021 App. D.2) or in the log-SNR λ_t = log(√ᾱ_t/√(1−ᾱ_t)) (``"logsnr"``,
+    Lu et al. 2022, DPM-Solver §3.3); the last two put more steps at low noise. Each timestep is rounded
+    to the nearest integer t (in λ for logsnr), with a floor of one step between neighbours."""
+    T = schedule.T
+    u = torch.linspace(1, 0, k, dtype=torch.float64)  # 1 at T, 0 at t = 1
+    if spacing == "linear":
+        steps = (1 + (T - 1) * u).round().long()
+    elif spacing == "quadratic":
+        steps = (1 + (T - 1) * u**2).round().long()
+    else:
+        ab = schedule.alpha_bars[1:].to(torch.float64)  # t = 1..T
+        lam = 0.5 * (ab.log() - (1 - ab).log())  # decreasing in t
+        target = lam[-1] + (1 - u) * (lam[0] - lam[-1])  # (k,) from λ_T up to λ_1
+        steps = (lam[None, :] - target[:, None]).abs().argmin(dim=1) + 1
+    steps = [min(int(t), T - i) for i, t in enumerate(steps.tolist())]  # room for the ones below ...
+    for i in range(k - 2, -1, -1):  # ... then from the small end up: each at least one above the next
+        steps[i] = max(steps[i], steps[i + 1] + 1)
+    return steps
+
+
+def check_steps(schedule: NoiseSchedule, num_steps: int, eta: float, spacing: str) -> None:
+    """One-line errors for the settings of a few-step sampler."""
+    if spacing not in SPACINGS:
+        raise DDPMError(f"sampler.spacing must be one of {list(SPACINGS)}, got {spacing!r}")
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
+        raise DDPMError(f"sampler.num_steps must be an integer in [1, T={schedule.T}], got {num_steps!r}")
+    if eta < 0:
+        raise DDPMError(f"sampler.eta must be >= 0, got {eta!r}")
 
 
 class Sampler:
@@ -99,8 +135,7 @@ class Ancestral(Sampler):
 
 
 class DDIM(Sampler):
-    """Song et al. 2021, eq. 12, on ``num_steps`` timesteps from T down to 1, spaced evenly in t
-    (``spacing="linear"``) or in √t (``"quadratic"``, Song et al. 2021 App. D.2: more steps at low noise):
+    """Song et al. 2021, eq. 12, on ``num_steps`` timesteps from T down to 1 (``spaced_timesteps``):
 
     x̂0 = (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t
     σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
@@ -112,26 +147,13 @@ class DDIM(Sampler):
 
     def __init__(self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear") -> None:
         super().__init__(schedule)
-        if spacing not in ("linear", "quadratic"):
-            raise DDPMError(f"sampler.spacing must be one of ['linear', 'quadratic'], got {spacing!r}")
-        if not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T:
-            raise DDPMError(f"sampler.num_steps must be an integer in [1, T={schedule.T}], got {num_steps!r}")
-        if eta < 0:
-            raise DDPMError(f"sampler.eta must be >= 0, got {eta!r}")
+        check_steps(schedule, num_steps, eta, spacing)
         self.num_steps = num_steps
         self.eta = eta
         self.spacing = spacing
 
     def set_timesteps(self) -> None:
-        T, k = self.schedule.T, self.num_steps
-        if self.spacing == "linear":
-            steps = torch.linspace(T, 1, k, dtype=torch.float64).round().long()
-        else:  # t_i = 1 + (T − 1)·(i/(k−1))², i = k−1 … 0; a floor of one step between neighbours keeps k distinct
-            u = torch.linspace(1, 0, k, dtype=torch.float64)
-            steps = (1 + (T - 1) * u**2).round().long()
-            for i in range(k - 2, -1, -1):  # from the small end up: each at least one above the next
-                steps[i] = max(int(steps[i]), int(steps[i + 1]) + 1)
-        self.timesteps = list(dict.fromkeys(steps.tolist()))  # descending, unique, T first and 1 last
+        self.timesteps = spaced_timesteps(self.schedule, self.num_steps, self.spacing)
 
     def needs_noise(self, t_prev: int) -> bool:
         return self.eta > 0 and t_prev > 0

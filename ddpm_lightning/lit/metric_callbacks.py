@@ -52,7 +52,7 @@ def describe_sampler(sampler: Sampler) -> dict[str, Any]:
     """Name, number of network calls and settings of a sampler, for the logged settings."""
     sampler.set_timesteps()
     info: dict[str, Any] = {"name": sampler.name, "steps": len(sampler.timesteps)}
-    for key in ("variance", "eta", "num_steps"):
+    for key in ("variance", "eta", "num_steps", "order", "spacing"):
         if hasattr(sampler, key):
             info[key] = getattr(sampler, key)
     return info
