@@ -108,8 +108,9 @@ def sampling(
     samplers[f"ddim_{k}_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0)
     samplers[f"ddim_{k}_quadratic"] = functools.partial(DDIM, num_steps=k, eta=0.0, spacing="quadratic")
     samplers[f"ddim_{k}_quadratic_eta1"] = functools.partial(DDIM, num_steps=k, eta=1.0, spacing="quadratic")
-    # same cost, second order (conf/sampler/dpm_solver.yaml: SDE form, log-SNR spacing), and its ODE form
-    samplers[f"dpm_solver_{k}"] = functools.partial(DPMSolver, num_steps=k)
+    # same costs, second order (conf/sampler/dpm_solver.yaml: SDE form, log-SNR spacing), and its ODE form
+    for j in ddim_steps:
+        samplers[f"dpm_solver_{j}"] = functools.partial(DPMSolver, num_steps=j)
     samplers[f"dpm_solver_{k}_ode"] = functools.partial(DPMSolver, num_steps=k, eta=0.0)
     runs = [(name, factory, precision) for name, factory in samplers.items()]
     if precision != "32-true":  # what the preset's precision costs in quality, and saves in time

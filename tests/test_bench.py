@@ -44,7 +44,7 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     assert set(tr["images_per_s"]) == {"bare", "lightning", "lightning_synthetic"}
     rows = r["sampling"]["samplers"]
     expected = {"ancestral_20", "ddim_5", "ddim_10", "ddim_5_eta1", "ddim_5_quadratic", "ddim_5_quadratic_eta1", "dpm_solver_5",
-                "dpm_solver_5_ode"}
+                "dpm_solver_10", "dpm_solver_5_ode"}
     if r["sampling"]["precision"] != "32-true":  # the preset samples in bf16: one more row shows float32
         expected.add("ddim_5_float32")
         assert rows["ddim_5_float32"]["precision"] == "32-true" and rows["ddim_5"]["precision"] == r["sampling"]["precision"]
