@@ -95,28 +95,36 @@ def test_gpu_study_projection() -> None:
 
 
 def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
-    """data.on_device batches (one gather per batch) equal the default DataLoader's, epoch by epoch;
+    """The data module's batches (one gather per batch, host or device memory) equal a plain
+    TensorDataset DataLoader's with the same sampler, epoch by epoch;
     module.channels_last computes the same network; the default preset (speed=auto) picks per device;
     speed=exact is the study's float32."""
     import torch
 
     from ddpm_lightning.cli import _compose
     from ddpm_lightning.lit.checkpoint import build_module
-    from ddpm_lightning.lit.data import BatchTensorDataset, MNISTDataModule
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ddpm_lightning.lit.data import BatchTensorDataset, EpochSeededSampler, MNISTDataModule
 
     dms = [MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)
            for d in (False, True)]
     for dm in dms:
         dm.setup()
-    assert isinstance(dms[1].train_set, BatchTensorDataset) and not isinstance(dms[0].train_set, BatchTensorDataset)
+    assert all(isinstance(dm.train_set, BatchTensorDataset) for dm in dms)
+    plain_set = TensorDataset(*dms[0].train_set.tensors)
     for epoch in (0, 1):
         loaders = [dm.train_dataloader() for dm in dms]
-        for loader in loaders:
+        plain_sampler = EpochSeededSampler(plain_set, seed=0)
+        plain_sampler.set_epoch(epoch)
+        loaders.append(DataLoader(plain_set, batch_size=32, sampler=plain_sampler, drop_last=True))  # item reads + stack
+        for loader in loaders[:2]:
             loader.sampler.set_epoch(epoch)
-        pairs = list(zip(*loaders))
-        assert len(pairs) == 3 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+        batches = list(zip(*loaders))
+        assert len(batches) == 3
+        assert all(torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]) and torch.equal(b[0], c[0]) for a, b, c in batches)
     val = [torch.cat([b[0] for b in dm.val_dataloader()]) for dm in dms]
-    assert torch.equal(val[0], val[1]) and val[1].shape == (40, 1, 28, 28)
+    assert torch.equal(val[0], val[1]) and torch.equal(val[0], dms[0].val_images) and val[1].shape == (40, 1, 28, 28)
 
     cfg = _compose("train", ["T=20"])
     torch.manual_seed(0)
