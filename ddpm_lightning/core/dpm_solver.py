@@ -37,16 +37,18 @@ class DPMSolver(Sampler):
             raise DDPMError(f"sampler.order must be one of [1, 2], got {order!r}")
         self.num_steps, self.eta, self.order, self.spacing = num_steps, eta, order, spacing
         self._last: tuple[Tensor, float] | None = None  # (D, h) of the previous step
+        self._alpha_bars: list[float] = []
 
     def set_timesteps(self) -> None:
         self.timesteps = spaced_timesteps(self.schedule, self.num_steps, self.spacing)
+        self._alpha_bars = self.schedule.alpha_bars.double().tolist()  # host floats: no device sync per step
         self._last = None
 
     def needs_noise(self, t_prev: int) -> bool:
         return self.eta > 0 and t_prev > 0
 
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
-        ab, ab_prev = self.schedule.alpha_bars[t].item(), self.schedule.alpha_bars[t_prev].item()
+        ab, ab_prev = self._alpha_bars[t], self._alpha_bars[t_prev]
         alpha, sigma = math.sqrt(ab), math.sqrt(1 - ab)
         d = (z - sigma * model_output) / alpha  # x̂0, (B, C, H, W)
         if t_prev == 0:
