@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
-from ddpm_lightning.lit.checkpoint import load_module
+from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
 
@@ -62,11 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.n) < 2:
         raise DDPMError(f"n must be >= 2, got {cfg.n!r}")
     m = cfg.metrics
-    module, _ = load_module(cfg.ckpt_path)
-    device = torch.device(cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    module.to(device)
-    if cfg.get("precision"):
-        module.set_sample_precision(str(cfg.precision))
+    module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
     gen = GenerativeMetrics(

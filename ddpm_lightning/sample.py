@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
-from ddpm_lightning.lit.checkpoint import load_module
+from ddpm_lightning.lit.checkpoint import load_for_sampling
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,7 @@ def sample(cfg: DictConfig) -> Path:
         raise DDPMError("ckpt_path is required, e.g. ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt")
     if int(cfg.n) < 1:
         raise DDPMError(f"n must be >= 1, got {cfg.n!r}")
-    module, _ = load_module(cfg.ckpt_path)
-    device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    module.to(device)
-    if cfg.get("precision"):
-        module.set_sample_precision(str(cfg.precision))
+    module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size))
     out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"

@@ -65,6 +65,17 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
     return module, cfg
 
 
+def load_for_sampling(path: str | Path, device: str | None = None, precision: str | None = None) -> tuple[DiffusionModule, torch.device]:
+    """The checkpoint's module (EMA weights if any) on ``device`` (None: cuda if available, else cpu),
+    sampling in ``precision`` (None: the checkpoint's own ``sample_precision``): what sample/evaluate run."""
+    module, _ = load_module(path)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module.to(dev)
+    if precision:
+        module.set_sample_precision(str(precision))
+    return module, dev
+
+
 # The parts of the config that define the weights' shapes and meaning: resuming across them is an error.
 MODEL_KEYS = ("T", "schedule", "capacity", "model", "degradation")
 
