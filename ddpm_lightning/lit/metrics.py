@@ -84,7 +84,7 @@ class FeatureExtractor(nn.Module):
         for start in range(0, x.shape[0], self.batch_size):
             self.calls += 1
             out.append(self.extract(x[start : start + self.batch_size].to(device)).float().cpu())  # (b, d)
-        return torch.cat(out) if out else torch.zeros(0, self.num_features)
+        return torch.cat(out) if out else torch.zeros(0, self.num_features, device="cpu")
 
 
 def resolve_inception_weights(path: str | os.PathLike | None) -> str | None:
