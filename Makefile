@@ -19,7 +19,7 @@ ARGS ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help install train test test-fast tensorboard clean
+.PHONY: help install train test test-fast test-gpu tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: $(STAMP) ## run the whole test suite
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-gpu: $(STAMP) ## the GPU tier (tests/gpu, <= 5 min on one H200; skipped without CUDA). No venv there: bash .gpu/run.sh python3 -m pytest -q tests/gpu
+	$(PY) -m pytest -q tests/gpu $(ARGS)
 
 tensorboard: $(STAMP) ## serve the runs under outputs/ on TB_HOST:TB_PORT (127.0.0.1:6006)
 	$(VENV)/bin/tensorboard --logdir outputs --host $(TB_HOST) --port $(TB_PORT)

@@ -3,7 +3,8 @@
 1. ``python -m ddpm_lightning.train trainer=ddp trainer.accelerator=cpu trainer.devices=2``: Lightning
    re-launches the module for rank 1 with the same argv plus ``hydra.run.dir=<rank 0's dir>``; both
    ranks train, logged metrics are reduced across ranks, and checkpoints, TensorBoard events, sample
-   grids and .hydra/ are written once.
+   grids and .hydra/ are written once. With the default callbacks, callbacks=metrics and callbacks=ema:
+   every rank samples its share of the metric samples, and the values equal one process's on them.
 2. A torchmetrics metric updated by 2 gloo processes with half of a fixed sample set each equals the
    value one process computes over all of it.
 """
@@ -11,7 +12,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,8 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from tests.conftest import DATA_DIR
+
 
 def _final_metrics(log: Path) -> dict[str, float]:
     """The ``final metrics: {...}`` dict train.py logs at the end of a run."""
@@ -30,15 +37,40 @@ def _final_metrics(log: Path) -> dict[str, float]:
     return ast.literal_eval(match.group(1))
 
 
-def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path) -> None:
-    from tests.test_report import TINY, only_core_callbacks, run_module  # here: spawned workers import this file
+def run_ddp(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``python -m ddpm_lightning.train`` in a session of its own: a hang (one rank waiting forever in a
+    collective) fails the test after ``timeout`` s, and kills rank 1 too (Lightning starts it as a child)."""
+    env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "DDPM_CACHE_DIR": str(cwd / "cache"), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lightning.train", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"2-process DDP run hung for {timeout} s (a rank alone in a collective?):\n{err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+GEN = "callbacks.generative_metrics"
+CALLBACKS = {
+    "default": [f"{GEN}.n=7"],  # 7 over 2 ranks: blocks of 4 and 3
+    "metrics": ["callbacks=metrics", f"{GEN}.n=8", f"{GEN}.inception_dims=64", f"{GEN}.kid_subsets=5",
+                f"{GEN}.kid_subset_size=4"],
+    "ema": ["callbacks=ema", f"{GEN}.n=8"],
+}
+
+
+@pytest.mark.parametrize("callbacks", sorted(CALLBACKS))
+def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks: str) -> None:
+    """Every rank takes part in the metric callbacks and the grid: the run finishes (before this, rank 0 sat
+    alone in torchmetrics' all_gather while rank 1 waited in Lightning's all_reduce, forever)."""
+    from tests.test_report import TINY  # here: spawned workers import this file
 
     # The default run dir (outputs/train/runs/<date>/<time with µs>) is resolved once, by rank 0: rank 1
     # gets it as hydra.run.dir, else it would make a directory of its own.
-    proc = run_module(
-        "ddpm_lightning.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY,
-        *only_core_callbacks(), cwd=tmp_path,
-    )
+    proc = run_ddp("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, *CALLBACKS[callbacks],
+                   f"{GEN}.psnr_references=8", "callbacks.denoising_metrics.n=8", cwd=tmp_path, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
@@ -47,18 +79,49 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path) -> None:
     run = runs[0]
 
     # rank 1 ran in the same run dir (its own log file, no .hydra/ of its own)
+    log0, log1 = (run / "train.log").read_text(), (run / "train_ddp_process_1.log").read_text()
     rank0, rank1 = _final_metrics(run / "train.log"), _final_metrics(run / "train_ddp_process_1.log")
     assert OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.job.name == "train"  # rank 0's, written once
-    # metrics are reduced across ranks: both ranks end with the same epoch values
-    for key in ("val/loss", "train/loss_epoch"):
+    n = 7 if callbacks == "default" else 8
+    # the split: each rank samples its block with its own seed (metrics, then the grid of 4)
+    assert f"rank 0 of 2 samples {(n + 1) // 2} of {n} images, seed 1234" in log0
+    assert f"rank 1 of 2 samples {n // 2} of {n} images, seed 1235" in log1
+    assert "rank 0 of 2 samples 2 of 4 images, seed 1234" in log0 and "rank 1 of 2 samples 2 of 4 images, seed 1235" in log1
+    # every rank ends with the same values: the epoch means and every metric
+    metric_keys = [k for k in rank0 if k.startswith("val/") and k != "val/loss"]
+    expected = {"val/psnr", "val/ssim", "val/fid_mnist", "val/denoise_psnr_t1", "val/denoise_ssim_t9"}  # T = 10
+    expected |= {"val/fid", "val/kid"} if callbacks == "metrics" else set()
+    assert expected <= set(metric_keys), metric_keys
+    for key in ("val/loss", "train/loss_epoch", *metric_keys):
         assert rank0[key] == pytest.approx(rank1[key], rel=1e-6), key
     assert OmegaConf.load(run / "metrics.yaml")["val/loss"] == pytest.approx(rank0["val/loss"])
+
+    # the values equal one process's on the same samples (the two blocks from the final weights)
+    _compare_with_one_process(run, rank0, n, callbacks)
 
     # written once: one events file, one set of checkpoints and grids, nothing stray next to the run
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+    assert {p.name for p in tmp_path.iterdir()} <= {"cache", "outputs"}  # cache: DDPM_CACHE_DIR
+
+
+def _compare_with_one_process(run: Path, logged: dict[str, float], n: int, callbacks: str) -> None:
+    from ddpm_lightning.lit.callbacks import share
+    from ddpm_lightning.lit.checkpoint import load_module
+    from ddpm_lightning.lit.metric_callbacks import GenerativeMetrics
+
+    module, cfg = load_module(run / "checkpoints" / "last.ckpt")  # the weights of the last validation
+    blocks = [share(n, 1234, r, 2) for r in range(2)]
+    images = torch.cat([module.generate(count, seed=seed) for count, seed in blocks])  # (n, 1, 28, 28)
+    g = cfg.callbacks.generative_metrics
+    keys = ("fid", "kid", "fid_mnist", "inception_dims", "kid_subsets", "kid_subset_size")
+    gen = GenerativeMetrics(n=n, psnr_references=8, data_root=str(DATA_DIR), **{k: g[k] for k in keys if k in g})
+    gen.prepare(gen.real_images(), "cpu", str(DATA_DIR))
+    single = gen.compute(images)
+    assert single, callbacks
+    for key, value in single.items():
+        assert logged[f"val/{key}"] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
 # ---- torchmetrics under DDP ----------------------------------------------------------------------

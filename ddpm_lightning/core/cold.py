@@ -198,7 +198,7 @@ class ColdSampler(Sampler):
         if self.num_steps is None:
             self.timesteps = list(range(self.schedule.T, 0, -1))
             return
-        steps = torch.linspace(self.schedule.T, 1, self.num_steps, dtype=torch.float64).round().long()
+        steps = torch.linspace(self.schedule.T, 1, self.num_steps, dtype=torch.float64, device="cpu").round().long()
         self.timesteps = list(dict.fromkeys(steps.tolist()))  # descending, unique, T first and 1 last
 
     def needs_noise(self, t_prev: int) -> bool:

@@ -38,7 +38,7 @@ class NoiseSchedule(nn.Module):
 
     def __init__(self, betas: Tensor, name: str = "custom") -> None:
         super().__init__()
-        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        betas = torch.as_tensor(betas, dtype=torch.float64, device="cpu").flatten()
         _check_T(int(betas.numel()))
         if not bool(((betas > 0) & (betas < 1)).all()):
             bad = betas[~((betas > 0) & (betas < 1))][0].item()
@@ -72,14 +72,14 @@ def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> N
     """β_t linear from β_1 = beta_start to β_T = beta_end (Ho et al. 2020, §4)."""
     _check_T(T)
     _check_range(beta_start, beta_end)
-    return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name="linear")
+    return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64, device="cpu"), name="linear")
 
 
 def geometric(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
     """β_t = β1 · (β2/β1)^(t/T) for t = 1..T."""
     _check_T(T)
     _check_range(beta_start, beta_end)
-    t = torch.arange(1, T + 1, dtype=torch.float64)
+    t = torch.arange(1, T + 1, dtype=torch.float64, device="cpu")
     return NoiseSchedule(beta_start * (beta_end / beta_start) ** (t / T), name="geometric")
 
 
@@ -87,7 +87,7 @@ def custom(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> N
     """Cosine-shaped: β_t = (β2 − β1)/2 · (1 − cos(π t / T)) + β1 for t = 1..T."""
     _check_T(T)
     _check_range(beta_start, beta_end)
-    t = torch.arange(1, T + 1, dtype=torch.float64)
+    t = torch.arange(1, T + 1, dtype=torch.float64, device="cpu")
     return NoiseSchedule((beta_end - beta_start) / 2 * (1 - torch.cos(math.pi * t / T)) + beta_start, name="custom")
 
 
@@ -96,7 +96,7 @@ def cosine(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSch
     _check_T(T)
     if not 0.0 < max_beta < 1.0:
         raise DDPMError(f"schedule.max_beta must lie in (0, 1), got {max_beta!r}")
-    t = torch.arange(0, T + 1, dtype=torch.float64)
+    t = torch.arange(0, T + 1, dtype=torch.float64, device="cpu")
     f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bars = f / f[0]
     betas = (1 - alpha_bars[1:] / alpha_bars[:-1]).clamp(1e-8, max_beta)

@@ -1,16 +1,50 @@
-"""Callbacks: a fixed-seed sample grid every N epochs (TensorBoard image + PNG file)."""
+"""Callbacks: a fixed-seed sample grid every N epochs (TensorBoard image + PNG file).
+
+``generate_shares``: n samples split over the DDP ranks, each rank its block with a seed of its own, gathered
+on every rank (the grid here and the sample-quality metrics in metric_callbacks.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from ddpm_lightning.lit.module import DiffusionModule, SamplerFactory
+
+log = logging.getLogger(__name__)
+
+
+def share(n: int, seed: int, rank: int, world_size: int) -> tuple[int, int]:
+    """(count, seed) of ``rank``'s block of n samples: contiguous blocks in rank order, sizes differing by at
+    most one, rank r seeded ``seed + r`` (one process: all n from ``seed``, as without DDP)."""
+    base, extra = divmod(n, world_size)
+    return base + (1 if rank < extra else 0), seed + rank
+
+
+@torch.no_grad()
+def generate_shares(
+    trainer: pl.Trainer, pl_module: DiffusionModule, n: int, seed: int, sampler: SamplerFactory | None = None,
+    batch_size: int = 500,
+) -> Tensor:
+    """n samples (n, C, H, W) on every rank: each rank generates its ``share``, then one all_gather (every rank
+    must call this). Lightning's all_gather needs equal shapes: blocks are padded to the largest, then trimmed."""
+    world = trainer.world_size
+    counts = [share(n, seed, r, world)[0] for r in range(world)]
+    count, own_seed = share(n, seed, trainer.global_rank, world)
+    if world == 1:
+        return pl_module.generate(n, seed=seed, sampler=sampler, batch_size=batch_size)
+    log.info("rank %d of %d samples %d of %d images, seed %d", trainer.global_rank, world, count, n, own_seed)
+    part = pl_module.generate(max(count, 1), seed=own_seed, sampler=sampler, batch_size=batch_size)  # (≥count, C, H, W)
+    padded = part.new_zeros((max(max(counts), 1), *part.shape[1:]))  # (m, C, H, W)
+    padded[:count] = part[:count]
+    gathered = pl_module.all_gather(padded)  # (world, m, C, H, W)
+    return torch.cat([gathered[r, :c] for r, c in enumerate(counts)])
 
 
 def to_grid(images: Tensor) -> Tensor:
@@ -30,7 +64,8 @@ class SampleGrid(pl.Callback):
     (or ``sampler`` if given), log them to TensorBoard as ``samples`` and write ``<dirpath>/epoch_XXX.png``.
 
     Sampled at the end of validation, with the weights validation uses (the EMA's under callbacks=ema);
-    in an epoch without validation, at the end of the training epoch."""
+    in an epoch without validation, at the end of the training epoch. Under DDP each rank samples its
+    share (``generate_shares``); rank 0 writes the file."""
 
     def __init__(
         self,
@@ -64,9 +99,11 @@ class SampleGrid(pl.Callback):
         last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
         if not ((epoch + 1) % self.every_n_epochs == 0 or last):
             return
-        if not trainer.is_global_zero or not isinstance(pl_module, DiffusionModule):
+        if not isinstance(pl_module, DiffusionModule):
             return
-        images = pl_module.generate(self.n, seed=self.seed, sampler=self.sampler)  # (n, 1, 28, 28)
+        images = generate_shares(trainer, pl_module, self.n, self.seed, self.sampler)  # (n, 1, 28, 28), every rank
+        if not trainer.is_global_zero:
+            return
         if self.dirpath is not None:
             save_grid(images, Path(self.dirpath) / f"epoch_{epoch:03d}.png")
         for logger in trainer.loggers:

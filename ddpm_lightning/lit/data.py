@@ -43,7 +43,7 @@ def read_idx(path: Path, kind: str) -> Tensor:
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + int(torch.tensor(dims).prod())
+    expected = header + int(torch.tensor(dims, device="cpu").prod())
     if len(data) != expected:
         raise DDPMError(f"MNIST file {path} has {len(data)} bytes, its header {dims} says {expected}: truncated or corrupt")
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)

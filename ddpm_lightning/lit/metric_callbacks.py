@@ -9,6 +9,11 @@
 - ``DenoisingMetrics``: x̂0 from one network call on a fixed validation batch at fixed t,
   ``val/denoise_psnr_t<t>`` and ``val/denoise_ssim_t<t>``.
 
+Under DDP every rank takes part (README "Sweeps"): ``GenerativeMetrics`` samples ``share(n, ...)``, its
+block of the n samples with a seed of its own, gathers all n and computes the metrics on them, so every rank
+logs the same values (``DenoisingMetrics`` computes the same values on every rank). No rank waits alone in a
+collective that the others never reach.
+
 Both write what their numbers were computed on (N, sampler, steps, extractor, ...) once per run as
 TensorBoard text (``metrics/<callback>``); ``settings`` returns the same dict (evaluate's JSON).
 Everything heavy (extractors, real features) is set up in ``setup``, before the first epoch: a missing
@@ -31,6 +36,7 @@ from torch import Tensor
 from ddpm_lightning.classifier import load_or_train_classifier
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.samplers import Sampler
+from ddpm_lightning.lit.callbacks import generate_shares
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metrics import (
     ClassifierFeatures,
@@ -59,8 +65,9 @@ def describe_sampler(sampler: Sampler) -> dict[str, Any]:
 
 
 def due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
-    """Whether this validation end is an evaluation: every ``every_n_epochs`` epochs and the last."""
-    if trainer.sanity_checking or not trainer.is_global_zero:
+    """Whether this validation end is an evaluation: every ``every_n_epochs`` epochs and the last (the same
+    answer on every rank: each one takes part)."""
+    if trainer.sanity_checking:
         return False
     epoch = trainer.current_epoch
     last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
@@ -171,7 +178,7 @@ class GenerativeMetrics(pl.Callback):
         return extractor(real) if self.cache_dir is None else cached_features(extractor, real, self.cache_dir, self.split)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage not in ("fit", "validate") or not trainer.is_global_zero or not any(self.switches.values()):
+        if stage not in ("fit", "validate") or not any(self.switches.values()):
             return
         if isinstance(pl_module, DiffusionModule):  # a sampler the degradation cannot use: fail now
             self.sampler_info = describe_sampler(pl_module.make_sampler(self.sampler))
@@ -251,11 +258,11 @@ class GenerativeMetrics(pl.Callback):
             log_text(trainer, "metrics/generative", self.settings(info))
             self._logged_settings = True
         start = time.perf_counter()
-        images = pl_module.generate(self.n, seed=self.seed, sampler=self.sampler, batch_size=self.batch_size)  # (n, 1, 28, 28)
+        images = generate_shares(trainer, pl_module, self.n, self.seed, self.sampler, self.batch_size)  # (n, 1, 28, 28)
         self.timings = {"generate_s": time.perf_counter() - start}
-        values = self.compute(images)
-        pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, rank_zero_only=True)
-        pl_module.log_dict({f"time/{k}": v for k, v in self.timings.items()}, rank_zero_only=True)
+        values = self.compute(images)  # the same on every rank: the mean over ranks changes nothing
+        pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
+        pl_module.log_dict({f"time/{k}": v for k, v in self.timings.items()}, sync_dist=True, reduce_fx="max")
         if self.last_predictions is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
@@ -346,5 +353,5 @@ class DenoisingMetrics(pl.Callback):
         if not self._logged_settings:
             log_text(trainer, "metrics/denoising", self.settings(pl_module.schedule.T))
             self._logged_settings = True
-        values = self.compute(pl_module, self.x0)
-        pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, rank_zero_only=True)
+        values = self.compute(pl_module, self.x0)  # the same images and noise on every rank: the same values
+        pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)

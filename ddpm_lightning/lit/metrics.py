@@ -11,7 +11,8 @@ Each extractor is a torchmetrics custom feature extractor (``FrechetInceptionDis
 ``num_features`` set) that also passes an already extracted (N, d) tensor through unchanged. So real
 features come from the disk cache (``cached_features``, one file per split, N, extractor and data
 content) and each set of generated images goes through an extractor once, for FID and KID together.
-FID, KID, PSNR and SSIM themselves are torchmetrics'.
+FID, KID, PSNR and SSIM themselves are torchmetrics'. The helpers below compute on the whole set they are
+given, in this process: ``sync_on_compute=False`` (under DDP the callback gathers the samples first).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class FeatureExtractor(nn.Module):
         for start in range(0, x.shape[0], self.batch_size):
             self.calls += 1
             out.append(self.extract(x[start : start + self.batch_size].to(device)).float().cpu())  # (b, d)
-        return torch.cat(out) if out else torch.zeros(0, self.num_features)
+        return torch.cat(out) if out else torch.zeros(0, self.num_features, device="cpu")
 
 
 def resolve_inception_weights(path: str | os.PathLike | None) -> str | None:
@@ -198,7 +199,7 @@ def cached_features(extractor: FeatureExtractor, images: Tensor, cache_dir: str 
 
 def frechet_distance(extractor: FeatureExtractor, real: Tensor, fake: Tensor) -> float:
     """torchmetrics FID between two sets, each images or (N, d) features of ``extractor``."""
-    fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False)
+    fid = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False)
     fid.update(extractor(real).double(), real=True)
     fid.update(extractor(fake).double(), real=False)
     return float(fid.compute())
@@ -216,7 +217,9 @@ def kernel_distance(
         subsets = 1
     with warnings.catch_warnings():  # "will save all extracted features in buffer": N x d floats, intended
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
-        kid = KernelInceptionDistance(feature=extractor, subsets=subsets, subset_size=size, reset_real_features=False)
+        kid = KernelInceptionDistance(
+            feature=extractor, subsets=subsets, subset_size=size, reset_real_features=False, sync_on_compute=False
+        )
     kid.update(real.double(), real=True)
     kid.update(fake.double(), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -228,8 +231,8 @@ def kernel_distance(
 def psnr_ssim_against(generated: Tensor, references: Tensor, chunk: int = 20) -> tuple[float, float]:
     """Mean PSNR (dB) and SSIM of every generated image against every reference image (the study's
     measure), pixels in [0, 1]: PSNR = 20·log10(1/√MSE) per pair, SSIM with an 11×11 Gaussian window."""
-    psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # per pair, then the mean
-    ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+    psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3), sync_on_compute=False)  # per pair, then the mean
+    ssim = StructuralSimilarityIndexMeasure(data_range=1.0, sync_on_compute=False)
     g, r = to_unit(generated.cpu()), to_unit(references.cpu())  # (N, 1, H, W), (R, 1, H, W)
     for start in range(0, g.shape[0], chunk):
         part = g[start : start + chunk]  # (b, 1, H, W)

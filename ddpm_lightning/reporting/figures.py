@@ -98,7 +98,7 @@ def plot_schedules(runs: list[Run], path: Path) -> list[str]:
         for ax in axes:
             _empty(ax, "no schedule could be built from the runs' configs")
     for schedule, names in schedules.values():
-        t = torch.arange(1, schedule.T + 1).numpy()  # (T,)
+        t = torch.arange(1, schedule.T + 1, device="cpu").numpy()  # (T,)
         label = f"{_schedule_label(schedule)} (run{'s' if len(names) > 1 else ''} {', '.join(names)})"
         axes[0].plot(t, schedule.betas[1:].numpy(), label=label)
         axes[1].plot(t, schedule.alpha_bars[1:].numpy(), label=label)
