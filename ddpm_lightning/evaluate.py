@@ -69,7 +69,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         n=int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
         psnr_ssim=bool(m.psnr_ssim), fid=bool(m.fid), kid=bool(m.kid), fid_mnist=bool(m.fid_mnist),
         psnr_references=int(m.psnr_references), kid_subsets=int(m.kid_subsets), kid_subset_size=int(m.kid_subset_size),
-        inception_dims=int(m.inception_dims),
+        inception_dims=int(m.inception_dims), inception_antialias=bool(m.get("inception_antialias", False)),
         min_mode_share=float(m.min_mode_share), inception_weights=m.inception_weights, classifier_path=m.classifier_path,
         train_classifier_if_missing=bool(m.train_classifier_if_missing), cache_dir=str(m.cache_dir),
         data_root=str(cfg.data_root), split=str(cfg.split), config_key="metrics",

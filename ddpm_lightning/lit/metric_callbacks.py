@@ -78,7 +78,8 @@ class GenerativeMetrics(pl.Callback):
     """Sample-quality metrics of ``n`` samples from ``seed`` against the first ``n`` real ``split`` images.
 
     Switches: ``psnr_ssim``, ``fid``, ``kid`` (Inception, ``inception_dims`` features, weights from
-    ``inception_weights`` / $DDPM_FID_WEIGHTS / download), ``fid_mnist`` (plus class entropy and modes;
+    ``inception_weights`` / $DDPM_FID_WEIGHTS / download; ``inception_antialias`` false: the TF1 /
+    torch-fidelity resize of the reference FID, true: PyTorch's antialiased one), ``fid_mnist`` (plus class entropy and modes;
     ``classifier_path`` null: the packaged classifier). ``cache_dir``: where real features are cached
     (null: in memory, once per run). ``sampler``: a sampler partial (null: the module's).
     ``config_key`` names this callback in error messages.
@@ -99,6 +100,7 @@ class GenerativeMetrics(pl.Callback):
         kid_subsets: int = 50,
         kid_subset_size: int = 500,
         inception_dims: int = 2048,
+        inception_antialias: bool = False,
         min_mode_share: float = 0.1,
         inception_weights: str | None = None,
         classifier_path: str | None = None,
@@ -118,7 +120,7 @@ class GenerativeMetrics(pl.Callback):
         self.n, self.every_n_epochs, self.seed, self.sampler, self.batch_size = n, every_n_epochs, seed, sampler, batch_size
         self.switches = {"psnr_ssim": psnr_ssim, "fid": fid, "kid": kid, "fid_mnist": fid_mnist}
         self.psnr_references, self.kid_subsets, self.kid_subset_size = psnr_references, kid_subsets, kid_subset_size
-        self.inception_dims = inception_dims
+        self.inception_dims, self.inception_antialias = inception_dims, inception_antialias
         self.min_mode_share = min_mode_share
         self.inception_weights, self.classifier_path = inception_weights, classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
@@ -157,7 +159,9 @@ class GenerativeMetrics(pl.Callback):
         real = real[: self.n]
         self.n_real = real.shape[0]
         if self.switches["fid"] or self.switches["kid"]:
-            self.inception = InceptionFeatures(self.inception_weights, how_to_disable=off, dims=self.inception_dims).to(device)
+            self.inception = InceptionFeatures(
+                self.inception_weights, how_to_disable=off, dims=self.inception_dims, antialias=self.inception_antialias
+            ).to(device)
             self.real["inception"] = self._real_features(self.inception, real)
         if self.switches["fid_mnist"]:
             model, self.classifier_meta = load_or_train_classifier(
@@ -224,6 +228,7 @@ class GenerativeMetrics(pl.Callback):
                 "extractor": f"{self.inception.name}, {self.inception.num_features}-d",
                 "weights": self.inception.weights,
                 "input": "uint8 [0, 255], grayscale repeated to 3 channels, resized to 299 by the network",
+                "resize": self.inception.resize,
             }
             if on["fid"]:
                 s["fid"] = ext
@@ -312,8 +317,8 @@ class DenoisingMetrics(pl.Callback):
             if module.degradation.prediction == "x0":
                 x0_hat = g
             else:
-                ab = module.schedule.alpha_bars[t]
-                x0_hat = (z_t - (1 - ab).sqrt() * g) / ab.sqrt()
+                s = module.schedule  # √(1−ᾱ_t), √ᾱ_t precomputed in float64
+                x0_hat = (z_t - s.sqrt_one_minus_alpha_bars[t] * g) / s.sqrt_alpha_bars[t]
             pred, target = to_unit(x0_hat.clamp(-1, 1)), to_unit(x0)
             out[f"denoise_psnr_t{t}"] = float(peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3)))
             out[f"denoise_ssim_t{t}"] = float(structural_similarity_index_measure(pred, target, data_range=1.0))
