@@ -35,6 +35,11 @@ def computed_on(key: str, settings: dict[str, Any]) -> str:
     real = settings.get("real", {})
     sampler = smp.get("sampler", {})
     gen = f"{smp.get('n_generated')} samples ({sampler.get('name')}, {sampler.get('steps')} steps, seed {smp.get('seed')})"
+    if key.endswith("_floor"):
+        what = settings["fid" if key == "fid_floor" else "fid_mnist"]["extractor"]
+        return f"{settings.get('floor', 'real vs real')}, {what}"
+    if "_ci_" in key:
+        return f"bootstrap: {settings.get('bootstrap', '')}"
     if key in ("psnr", "ssim"):
         return f"{gen} x {settings['psnr/ssim']['references']} {real['split']} images, pixels [0, 1]"
     if key in ("fid", "kid", "kid_std"):
@@ -73,6 +78,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         min_mode_share=float(m.min_mode_share), inception_weights=m.inception_weights, classifier_path=m.classifier_path,
         train_classifier_if_missing=bool(m.train_classifier_if_missing), cache_dir=str(m.cache_dir),
         data_root=str(cfg.data_root), split=str(cfg.split), config_key="metrics",
+        floors=bool(m.get("floors", True)), bootstrap=int(m.get("bootstrap", 0)),
+        bootstrap_inception=bool(m.get("bootstrap_inception", False)), confidence=float(m.get("confidence", 0.95)),
     )
     results: dict[str, float] = {}
     settings: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "device": str(device)}

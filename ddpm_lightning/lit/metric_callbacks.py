@@ -31,6 +31,7 @@ from torch import Tensor
 from ddpm_lightning.classifier import load_or_train_classifier
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.samplers import Sampler
+from ddpm_lightning.lit.confidence import bootstrap_fid, real_floor
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metrics import (
     ClassifierFeatures,
@@ -109,6 +110,10 @@ class GenerativeMetrics(pl.Callback):
         data_root: str | None = None,
         split: str = "test",
         config_key: str = "callbacks.generative_metrics",
+        floors: bool = True,
+        bootstrap: int = 0,
+        bootstrap_inception: bool = False,
+        confidence: float = 0.95,
     ) -> None:
         if n < 2 or every_n_epochs < 1 or psnr_references < 1:
             raise DDPMError(
@@ -125,6 +130,11 @@ class GenerativeMetrics(pl.Callback):
         self.inception_weights, self.classifier_path = inception_weights, classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
         self.cache_dir, self.data_root, self.split, self.config_key = cache_dir, data_root, split, config_key
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or not 0 < confidence < 1:
+            raise DDPMError(f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), got {bootstrap!r}, {confidence!r}")
+        self.floors, self.bootstrap, self.bootstrap_inception, self.confidence = floors, bootstrap, bootstrap_inception, confidence
+        self.floor_values: dict[str, float] = {}  # extractor -> real-vs-real FID at this N
+        self.floor_sets: tuple[str, str] = ("train" if split == "test" else "test", split)
         self.inception: InceptionFeatures | None = None
         self.classifier: ClassifierFeatures | None = None
         self.classifier_meta: dict[str, Any] = {}
@@ -169,6 +179,18 @@ class GenerativeMetrics(pl.Callback):
             )
             self.classifier = ClassifierFeatures(model, self.classifier_meta["sha256"]).to(device)
             self.real["classifier"] = self._real_features(self.classifier, real)
+        if self.floors and self.real:
+            self._prepare_floors(real, data_root)
+
+    def _prepare_floors(self, real: Tensor, data_root: str | None) -> None:
+        """Real-vs-real FID per extractor at this N: the first n images of the other split vs ``real``."""
+        if data_root is None:
+            log.warning("%s: no data root, so no FID floors (set %s.data_root)", self.config_key, self.config_key)
+            return
+        other = load_mnist(data_root, self.floor_sets[0])[0][: real.shape[0]]  # (n, 1, 28, 28)
+        for key, ext in (("inception", self.inception), ("classifier", self.classifier)):
+            if ext is not None and key in self.real:
+                self.floor_values[key] = real_floor(ext, other, real, self.cache_dir, self.floor_sets, self.real[key])
 
     def _real_features(self, extractor: FeatureExtractor, real: Tensor) -> Tensor:
         """Once per run; with a ``cache_dir`` once per split, N, extractor and data content."""
@@ -196,17 +218,30 @@ class GenerativeMetrics(pl.Callback):
             fake = self.inception(images)  # (N, d), one pass for FID and KID
             if self.switches["fid"]:
                 out["fid"] = frechet_distance(self.inception, self.real["inception"], fake)
+                out.update(self._trust("fid", "inception", fake, self.bootstrap_inception))
             if self.switches["kid"]:
                 out["kid"], out["kid_std"] = kernel_distance(
                     self.inception, self.real["inception"], fake, self.kid_subsets, self.kid_subset_size, self.seed
                 )
             self.timings["inception_s"], tick = time.perf_counter() - tick, time.perf_counter()
         if self.classifier is not None:
-            out["fid_mnist"] = frechet_distance(self.classifier, self.real["classifier"], self.classifier(images))
+            fake = self.classifier(images)  # (N, d)
+            out["fid_mnist"] = frechet_distance(self.classifier, self.real["classifier"], fake)
+            out.update(self._trust("fid_mnist", "classifier", fake, True))
             self.last_predictions = self.classifier.predict(images)  # (N,)
             coverage = class_coverage(self.last_predictions, min_share=self.min_mode_share)
             out["class_entropy"], out["modes_covered"] = coverage["class_entropy"], float(coverage["modes_covered"])
             self.timings["classifier_s"] = time.perf_counter() - tick
+        return out
+
+    def _trust(self, name: str, key: str, fake: Tensor, bootstrap: bool) -> dict[str, float]:
+        """``<name>_floor`` (real vs real, same N) and, when asked, ``<name>_ci_low``/``_ci_high``."""
+        out = {f"{name}_floor": self.floor_values[key]} if key in self.floor_values else {}
+        if bootstrap and self.bootstrap > 0:
+            extractor = self.inception if key == "inception" else self.classifier
+            assert extractor is not None
+            low, high = bootstrap_fid(extractor, self.real[key], fake, self.bootstrap, self.confidence, self.seed)
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
         return out
 
     def settings(self, sampler: dict[str, Any]) -> dict[str, Any]:
@@ -215,6 +250,13 @@ class GenerativeMetrics(pl.Callback):
         base = {"n_generated": self.n, "seed": self.seed, "sampler": sampler}
         real = {"split": self.split, "n_real": self.n_real}
         s: dict[str, Any] = {"samples": base, "real": real}
+        if self.floor_values:
+            a, b = self.floor_sets
+            s["floor"] = f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: disjoint real sets"
+        if self.bootstrap > 0:
+            which = "fid_mnist" + (" and fid" if self.bootstrap_inception else "")
+            s["bootstrap"] = (f"{which}: central {self.confidence:.0%} percentile interval over {self.bootstrap} resamples "
+                              f"(with replacement) of the generated set, real statistics fixed, seed {self.seed}")
         if on["psnr_ssim"]:
             s["psnr/ssim"] = {
                 "references": 0 if self.references is None else self.references.shape[0],
