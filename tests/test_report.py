@@ -113,6 +113,8 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     assert header.split(" | ")[:4] == ["run", "status", "overrides", "epochs"] and "parameters" not in header
     assert "FID" not in header  # no run logged a FID: no empty FID column (blank in report.csv)
     assert "Across seeds" not in markdown  # no two runs differ only in seed
+    assert "`val/fid` was not logged by any run" in markdown  # said in the notes, and no empty panels:
+    assert mpimg.imread(sweep / "fig_fid.png").shape[1] < mpimg.imread(sweep / "fig_loss.png").shape[1]  # 1 vs 2 panels
     proc = run_module("ddpm_lightning.report", str(sweep), "--early-epoch", "6", "--out", str(sweep.parent / "e6"), cwd=sweep.parent)
     assert "run 0: early epoch 6 not available, showing epoch 1" in (sweep.parent / "e6" / "report.md").read_text()  # said
     for name in FIGURES.values():
