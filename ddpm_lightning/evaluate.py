@@ -35,6 +35,11 @@ def computed_on(key: str, settings: dict[str, Any]) -> str:
     real = settings.get("real", {})
     sampler = smp.get("sampler", {})
     gen = f"{smp.get('n_generated')} samples ({sampler.get('name')}, {sampler.get('steps')} steps, seed {smp.get('seed')})"
+    if key.endswith("_floor"):
+        what = settings["fid" if key == "fid_floor" else "fid_mnist"]["extractor"]
+        return f"{settings.get('floor', 'real vs real')}, {what}"
+    if "_ci_" in key:
+        return f"bootstrap: {settings.get('bootstrap', '')}"
     if key in ("psnr", "ssim"):
         return f"{gen} x {settings['psnr/ssim']['references']} {real['split']} images, pixels [0, 1]"
     if key in ("fid", "kid", "kid_std"):
@@ -69,10 +74,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         n=int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
         psnr_ssim=bool(m.psnr_ssim), fid=bool(m.fid), kid=bool(m.kid), fid_mnist=bool(m.fid_mnist),
         psnr_references=int(m.psnr_references), kid_subsets=int(m.kid_subsets), kid_subset_size=int(m.kid_subset_size),
-        inception_dims=int(m.inception_dims),
+        inception_dims=int(m.inception_dims), inception_antialias=bool(m.get("inception_antialias", False)),
         min_mode_share=float(m.min_mode_share), inception_weights=m.inception_weights, classifier_path=m.classifier_path,
         train_classifier_if_missing=bool(m.train_classifier_if_missing), cache_dir=str(m.cache_dir),
         data_root=str(cfg.data_root), split=str(cfg.split), config_key="metrics",
+        floors=bool(m.get("floors", True)), bootstrap=int(m.get("bootstrap", 0)),
+        bootstrap_inception=bool(m.get("bootstrap_inception", False)), confidence=float(m.get("confidence", 0.95)),
     )
     results: dict[str, float] = {}
     settings: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "device": str(device)}

@@ -1,14 +1,16 @@
-"""Summarise a sweep: ``python -m ddpm_lightning.report <sweep dir> [--early-epoch 6] [--late-epoch 49]``.
+"""Summarise a sweep: ``python -m ddpm_lightning.report <sweep dir> [--early-epoch E] [--late-epoch L]``.
 
 Reads every run under the directory (a multirun sweep dir, a folder of runs, or one run dir): its
 config and overrides (.hydra/), final metrics (metrics.yaml), logged scalars (tensorboard/ via
 EventAccumulator) and sample grids (samples/epoch_XXX.png). Writes into the directory (or --out):
 
-- ``report.md``: the table of final metrics per run, failed runs and their errors, the figures;
-- ``report.csv``: the same table, machine-readable (with each run's error and path);
+- ``report.md``: the headline metrics per run (each FID beside its real-vs-real floor), runs aggregated
+  over seeds (mean ± 95 % interval, ranking), failed runs and their errors, the figures;
+- ``report.csv``: every column per run, machine-readable (with each run's error and path);
+- ``report_seeds.csv``: the aggregation over seeds, when some runs differ only in ``seed``;
 - ``fig_loss.png``, ``fig_psnr_ssim.png``, ``fig_fid.png``: train/val loss, PSNR/SSIM and FID/KID per epoch;
 - ``fig_schedules.png``: β_t, ᾱ_t and SNR(t) of the schedules used;
-- ``fig_samples.png``: early and late sample grids of each run side by side.
+- ``fig_samples.png``: early and late sample grids of each run side by side (default: its first and last).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ CAPTIONS = {
     "psnr_ssim": "PSNR and SSIM of the generated samples per epoch (val/psnr, val/ssim).",
     "fid": "FID, KID and the MNIST-classifier FID per epoch (val/fid, val/kid, val/fid_mnist).",
     "schedules": "β_t, ᾱ_t and SNR(t) (log scale) of each distinct noise schedule the runs used.",
-    "samples": "Each run's fixed-seed sample grid at the early and the late epoch.",
+    "samples": "Each run's fixed-seed sample grid at the early and the late epoch (default: its first and last grid).",
 }
 
 
-def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int = 6, late_epoch: int = 49) -> dict[str, Path]:
+def report(
+    root: str | Path, out_dir: str | Path | None = None, early_epoch: int | None = None, late_epoch: int | None = None
+) -> dict[str, Path]:
     """Write the table, figures and markdown for the runs under ``root``; return {name: path}."""
-    from ddpm_lightning.reporting import figures
+    from ddpm_lightning.reporting import figures, seeds
     from ddpm_lightning.reporting.runs import read_runs, varying_overrides
     from ddpm_lightning.reporting.table import build_table, write_table
 
@@ -52,6 +56,10 @@ def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int
     table = build_table(runs)
     csv, markdown = write_table(table, out)
     paths = {"csv": csv}
+    across = seeds.aggregate(runs)
+    seeds_csv = seeds.write(across, out)
+    if seeds_csv is not None:
+        paths["seeds_csv"] = seeds_csv
     notes: list[str] = []
     curves = {
         "loss": ([("train/loss", "loss"), ("val/loss", "loss")], "diffusion loss per epoch"),
@@ -71,10 +79,13 @@ def report(root: str | Path, out_dir: str | Path | None = None, early_epoch: int
         f"# Report: {root}",
         "",
         f"{len(runs)} runs: {counts['ok']} finished, {counts['failed']} failed, {counts['incomplete']} incomplete. "
-        "Final metrics come from each run's metrics.yaml (blank: not logged; failed runs have none).",
+        "Final metrics come from each run's metrics.yaml (blank: not logged; failed runs have none). "
+        "Floors: the same FID between two disjoint real sets (first N train vs first N test images) at the run's N. "
+        "Every column is in report.csv.",
         "",
         markdown,
         "",
+        *seeds.markdown(across),
     ]
     optuna = root / "optimization_results.yaml"  # an hparams_search sweep (Optuna sweeper)
     if optuna.is_file():
@@ -103,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", help="a multirun sweep directory, a folder of runs, or a single run directory")
     parser.add_argument("--out", default=None, help="write the report here instead of into sweep_dir")
-    parser.add_argument("--early-epoch", type=int, default=6, help="early sample grid epoch, 0-based (default 6)")
-    parser.add_argument("--late-epoch", type=int, default=49, help="late sample grid epoch, 0-based (default 49)")
+    parser.add_argument("--early-epoch", type=int, default=None, help="early sample grid epoch, 0-based (default: each run's first)")
+    parser.add_argument("--late-epoch", type=int, default=None, help="late sample grid epoch, 0-based (default: each run's last)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:

@@ -108,7 +108,15 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     markdown = (sweep / "report.md").read_text()
     assert markdown.count("\n| ") == 5  # header + 4 runs (the separator row starts with "|---")
     assert "4 runs: 4 finished, 0 failed" in markdown
-    assert "run 0: early epoch 6 not available, showing epoch 1" in markdown  # nearest-epoch fallback, said
+    assert "(nearest to" not in markdown  # default: each run's first and last grid (epochs 0 and 1)
+    header = markdown.split("\n| ", 1)[1].split("\n")[0]  # headline columns only, none left blank by every run
+    assert header.split(" | ")[:4] == ["run", "status", "overrides", "epochs"] and "parameters" not in header
+    assert "FID" not in header  # no run logged a FID: no empty FID column (blank in report.csv)
+    assert "Across seeds" not in markdown  # no two runs differ only in seed
+    assert "`val/fid` was not logged by any run" in markdown  # said in the notes, and no empty panels:
+    assert mpimg.imread(sweep / "fig_fid.png").shape[1] < mpimg.imread(sweep / "fig_loss.png").shape[1]  # 1 vs 2 panels
+    proc = run_module("ddpm_lightning.report", str(sweep), "--early-epoch", "6", "--out", str(sweep.parent / "e6"), cwd=sweep.parent)
+    assert "run 0: early epoch 6 not available, showing epoch 1" in (sweep.parent / "e6" / "report.md").read_text()  # said
     for name in FIGURES.values():
         assert f"({name})" in markdown
         assert_png(sweep / name)
@@ -198,3 +206,30 @@ def test_nearest_epoch() -> None:
     assert nearest_epoch([0, 4, 8], 6) == 4  # tie -> the earlier epoch
     assert nearest_epoch([0, 1], 49) == 1
     assert nearest_epoch([], 3) is None
+
+
+def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
+    """experiment=study_seeds, two of its configurations × seeds 0, 1, tiny: the report shows mean ± interval
+    per configuration beside the floor, and a ranking that says whether each gap exceeds the spread."""
+    if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
+    out = tmp_path / "study"
+    tiny = [o for o in TINY if not o.startswith("capacity")] + [
+        "callbacks.generative_metrics.fid=false", "callbacks.generative_metrics.kid=false", "callbacks.generative_metrics.n=8",
+        "callbacks.generative_metrics.psnr_references=8", "callbacks.denoising_metrics=null", f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    proc = run_module("ddpm_lightning.train", "experiment=study_seeds", "+experiment@_global_=study_linear,study_des", "seed=0,1",
+                      "hydra/launcher=parallel", *tiny, f"hydra.sweep.dir={out}", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    paths = report(out)
+    seeds = pd.read_csv(paths["seeds_csv"])
+    assert sorted(seeds["configuration"]) == ["experiment=study_des", "experiment=study_linear"]
+    assert set(seeds["seeds"]) == {"0 1"} and set(seeds["val/fid_mnist n"]) == {2}
+    assert (seeds["val/fid_mnist ±"] > 0).all() and (seeds["val/fid_mnist_floor mean"] > 0).all()
+    markdown = paths["markdown"].read_text()
+    assert "## Across seeds" in markdown and "FID (MNIST clf.) floor" in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| experiment=study_linear | 0 1 |"))
+    assert " ± " in row
+    ranking = [line for line in markdown.splitlines() if line.startswith(("1. experiment=", "2. experiment="))]
+    assert len(ranking) == 2 and ("larger than the spread" in ranking[1] or "within the spread" in ranking[1])
+    assert "| clf. FID floor |" in markdown.split("## Across seeds")[0]  # the per-run table: score beside floor

@@ -71,8 +71,9 @@ class Gaussian(Degradation):
 
     def corrupt(self, x0: Tensor, t: Tensor, noise: Tensor, schedule: NoiseSchedule) -> Tensor:
         """Closed-form forward process q(z_t | x0) given the (already scaled) noise."""
-        ab = schedule.at(schedule.alpha_bars, t)  # (B, 1, 1, 1)
-        return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
+        a = schedule.at(schedule.sqrt_alpha_bars, t)  # (B, 1, 1, 1), √ᾱ_t precomputed in float64
+        b = schedule.at(schedule.sqrt_one_minus_alpha_bars, t)  # (B, 1, 1, 1), √(1−ᾱ_t)
+        return a * x0 + b * noise
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None

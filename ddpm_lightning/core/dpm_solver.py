@@ -41,7 +41,7 @@ class DPMSolver(Sampler):
 
     def set_timesteps(self) -> None:
         self.timesteps = spaced_timesteps(self.schedule, self.num_steps, self.spacing)
-        self._alpha_bars = self.schedule.alpha_bars.double().tolist()  # host floats: no device sync per step
+        self._alpha_bars = self.schedule.alpha_bars_host  # float64 host floats: no device sync per step
         self._last = None
 
     def needs_noise(self, t_prev: int) -> bool:

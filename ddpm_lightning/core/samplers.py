@@ -144,13 +144,12 @@ class Ancestral(Sampler):
         self.timesteps = list(range(self.schedule.T, 0, -1))
 
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
-        s = self.schedule
-        beta, ab, ab_prev = s.betas[t], s.alpha_bars[t], s.alpha_bars[t - 1]
-        mean = (z - beta / (1 - ab).sqrt() * model_output) / (1 - beta).sqrt()  # Alg. 2, line 4
+        s = self.schedule  # coefficients precomputed in float64 (NoiseSchedule)
+        mean = (z - s.eps_coefs[t] * model_output) * s.sqrt_recip_alphas[t]  # Alg. 2, line 4
         if noise is None:
             return mean
-        var = beta if self.variance == "beta" else (1 - ab_prev) / (1 - ab) * beta
-        return mean + var.sqrt() * noise
+        sigma = s.sqrt_betas[t] if self.variance == "beta" else s.sqrt_posterior_variances[t]
+        return mean + sigma * noise
 
 
 class DDIM(Sampler):
@@ -178,9 +177,11 @@ class DDIM(Sampler):
         return self.eta > 0 and t_prev > 0
 
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
-        s = self.schedule
-        ab, ab_prev = s.alpha_bars[t], s.alpha_bars[t_prev]
-        x0_hat = (z - (1 - ab).sqrt() * model_output) / ab.sqrt()
-        sigma = self.eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).sqrt()
-        z_prev = ab_prev.sqrt() * x0_hat + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * model_output
+        s = self.schedule  # ᾱ as float64 host floats: every coefficient in float64, rounded once by torch
+        ab, ab_prev = s.alpha_bars_host[t], s.alpha_bars_host[t_prev]
+        sigma = self.eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+        # z_prev = √ᾱ_prev·(z − √(1−ᾱ)·ĝ)/√ᾱ + √(1−ᾱ_prev−σ²)·ĝ, as c_z·z + c_g·ĝ (eq. 12)
+        c_z = math.sqrt(ab_prev / ab)
+        c_g = math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) - c_z * math.sqrt(1 - ab)
+        z_prev = c_z * z + c_g * model_output
         return z_prev if noise is None else z_prev + sigma * noise

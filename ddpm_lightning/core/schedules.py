@@ -2,7 +2,9 @@
 
 Index convention: every buffer has T + 1 entries and is indexed by the timestep t itself,
 with t = 0 meaning "no noise" (β_0 = 0, ᾱ_0 = 1). Training draws t ~ U{1, ..., T}.
-Maths in float64, buffers in float32.
+Maths in float64, buffers in float32: every coefficient a sampler or degradation multiplies by
+(√ᾱ_t, √(1−ᾱ_t), β_t/√(1−ᾱ_t), 1/√α_t, σ_t) is computed in float64 and only then rounded, so it is
+exact to float32 rounding at every t (1 − ᾱ_1 = β_1 ≈ 1e-4 loses ~4 digits if formed from a float32 ᾱ_1).
 """
 
 from __future__ import annotations
@@ -30,11 +32,27 @@ def _check_range(beta_start: float, beta_end: float) -> None:
 
 
 class NoiseSchedule(nn.Module):
-    """Holds β_t, α_t = 1 − β_t and ᾱ_t = Π_{s≤t} α_s (Ho et al. 2020, eq. 4) for t = 0..T."""
+    """Holds β_t, α_t = 1 − β_t and ᾱ_t = Π_{s≤t} α_s (Ho et al. 2020, eq. 4) for t = 0..T, and the
+    coefficients derived from them, each computed in float64 then stored in float32:
+
+    - ``sqrt_alpha_bars`` √ᾱ_t and ``sqrt_one_minus_alpha_bars`` √(1−ᾱ_t) (eq. 4);
+    - ``eps_coefs`` β_t/√(1−ᾱ_t) and ``sqrt_recip_alphas`` 1/√α_t (Algorithm 2, line 4);
+    - ``sqrt_betas`` √β_t and ``sqrt_posterior_variances`` √β̃_t, β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t (eq. 7),
+      the two σ_t of Algorithm 2 (β̃_0 = 0).
+
+    ``alpha_bars_host``: ᾱ_t as float64 host floats, for samplers that pair arbitrary (t, t_prev)
+    (DDIM, DPM-Solver) and derive their coefficients per step in float64 without a device sync.
+    """
 
     betas: Tensor
     alphas: Tensor
     alpha_bars: Tensor
+    sqrt_alpha_bars: Tensor
+    sqrt_one_minus_alpha_bars: Tensor
+    eps_coefs: Tensor
+    sqrt_recip_alphas: Tensor
+    sqrt_betas: Tensor
+    sqrt_posterior_variances: Tensor
 
     def __init__(self, betas: Tensor, name: str = "custom") -> None:
         super().__init__()
@@ -50,6 +68,20 @@ class NoiseSchedule(nn.Module):
         self.register_buffer("betas", betas.float(), persistent=False)
         self.register_buffer("alphas", (1.0 - betas).float(), persistent=False)
         self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
+        one_minus_ab = -torch.expm1(torch.cumsum(torch.log1p(-betas), dim=0))  # 1 − ᾱ_t, no cancellation near 0
+        safe = one_minus_ab.clamp_min(torch.finfo(torch.float64).tiny)  # t = 0: 0/0 -> 0 below
+        posterior = torch.cat([betas.new_zeros(1), one_minus_ab[:-1] / safe[1:] * betas[1:]])  # β̃_t, eq. 7
+        coefs = {
+            "sqrt_alpha_bars": alpha_bars.sqrt(),
+            "sqrt_one_minus_alpha_bars": one_minus_ab.sqrt(),
+            "eps_coefs": betas / safe.sqrt(),  # β_0 = 0 -> 0
+            "sqrt_recip_alphas": (1.0 - betas).rsqrt(),
+            "sqrt_betas": betas.sqrt(),
+            "sqrt_posterior_variances": posterior.sqrt(),
+        }
+        for name, value in coefs.items():
+            self.register_buffer(name, value.float(), persistent=False)
+        self.alpha_bars_host: list[float] = alpha_bars.tolist()  # float64 host floats
 
     @property
     def T(self) -> int:

@@ -37,6 +37,7 @@ from ddpm_lightning.classifier import load_or_train_classifier
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.samplers import Sampler
 from ddpm_lightning.lit.callbacks import generate_shares
+from ddpm_lightning.lit.confidence import bootstrap_fid, real_floor
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metrics import (
     ClassifierFeatures,
@@ -85,7 +86,8 @@ class GenerativeMetrics(pl.Callback):
     """Sample-quality metrics of ``n`` samples from ``seed`` against the first ``n`` real ``split`` images.
 
     Switches: ``psnr_ssim``, ``fid``, ``kid`` (Inception, ``inception_dims`` features, weights from
-    ``inception_weights`` / $DDPM_FID_WEIGHTS / download), ``fid_mnist`` (plus class entropy and modes;
+    ``inception_weights`` / $DDPM_FID_WEIGHTS / download; ``inception_antialias`` false: the TF1 /
+    torch-fidelity resize of the reference FID, true: PyTorch's antialiased one), ``fid_mnist`` (plus class entropy and modes;
     ``classifier_path`` null: the packaged classifier). ``cache_dir``: where real features are cached
     (null: in memory, once per run). ``sampler``: a sampler partial (null: the module's).
     ``config_key`` names this callback in error messages.
@@ -106,6 +108,7 @@ class GenerativeMetrics(pl.Callback):
         kid_subsets: int = 50,
         kid_subset_size: int = 500,
         inception_dims: int = 2048,
+        inception_antialias: bool = False,
         min_mode_share: float = 0.1,
         inception_weights: str | None = None,
         classifier_path: str | None = None,
@@ -114,6 +117,10 @@ class GenerativeMetrics(pl.Callback):
         data_root: str | None = None,
         split: str = "test",
         config_key: str = "callbacks.generative_metrics",
+        floors: bool = True,
+        bootstrap: int = 0,
+        bootstrap_inception: bool = False,
+        confidence: float = 0.95,
     ) -> None:
         if n < 2 or every_n_epochs < 1 or psnr_references < 1:
             raise DDPMError(
@@ -125,11 +132,16 @@ class GenerativeMetrics(pl.Callback):
         self.n, self.every_n_epochs, self.seed, self.sampler, self.batch_size = n, every_n_epochs, seed, sampler, batch_size
         self.switches = {"psnr_ssim": psnr_ssim, "fid": fid, "kid": kid, "fid_mnist": fid_mnist}
         self.psnr_references, self.kid_subsets, self.kid_subset_size = psnr_references, kid_subsets, kid_subset_size
-        self.inception_dims = inception_dims
+        self.inception_dims, self.inception_antialias = inception_dims, inception_antialias
         self.min_mode_share = min_mode_share
         self.inception_weights, self.classifier_path = inception_weights, classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
         self.cache_dir, self.data_root, self.split, self.config_key = cache_dir, data_root, split, config_key
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or not 0 < confidence < 1:
+            raise DDPMError(f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), got {bootstrap!r}, {confidence!r}")
+        self.floors, self.bootstrap, self.bootstrap_inception, self.confidence = floors, bootstrap, bootstrap_inception, confidence
+        self.floor_values: dict[str, float] = {}  # extractor -> real-vs-real FID at this N
+        self.floor_sets: tuple[str, str] = ("train" if split == "test" else "test", split)
         self.inception: InceptionFeatures | None = None
         self.classifier: ClassifierFeatures | None = None
         self.classifier_meta: dict[str, Any] = {}
@@ -164,7 +176,9 @@ class GenerativeMetrics(pl.Callback):
         real = real[: self.n]
         self.n_real = real.shape[0]
         if self.switches["fid"] or self.switches["kid"]:
-            self.inception = InceptionFeatures(self.inception_weights, how_to_disable=off, dims=self.inception_dims).to(device)
+            self.inception = InceptionFeatures(
+                self.inception_weights, how_to_disable=off, dims=self.inception_dims, antialias=self.inception_antialias
+            ).to(device)
             self.real["inception"] = self._real_features(self.inception, real)
         if self.switches["fid_mnist"]:
             model, self.classifier_meta = load_or_train_classifier(
@@ -172,6 +186,18 @@ class GenerativeMetrics(pl.Callback):
             )
             self.classifier = ClassifierFeatures(model, self.classifier_meta["sha256"]).to(device)
             self.real["classifier"] = self._real_features(self.classifier, real)
+        if self.floors and self.real:
+            self._prepare_floors(real, data_root)
+
+    def _prepare_floors(self, real: Tensor, data_root: str | None) -> None:
+        """Real-vs-real FID per extractor at this N: the first n images of the other split vs ``real``."""
+        if data_root is None:
+            log.warning("%s: no data root, so no FID floors (set %s.data_root)", self.config_key, self.config_key)
+            return
+        other = load_mnist(data_root, self.floor_sets[0])[0][: real.shape[0]]  # (n, 1, 28, 28)
+        for key, ext in (("inception", self.inception), ("classifier", self.classifier)):
+            if ext is not None and key in self.real:
+                self.floor_values[key] = real_floor(ext, other, real, self.cache_dir, self.floor_sets, self.real[key])
 
     def _real_features(self, extractor: FeatureExtractor, real: Tensor) -> Tensor:
         """Once per run; with a ``cache_dir`` once per split, N, extractor and data content."""
@@ -199,17 +225,30 @@ class GenerativeMetrics(pl.Callback):
             fake = self.inception(images)  # (N, d), one pass for FID and KID
             if self.switches["fid"]:
                 out["fid"] = frechet_distance(self.inception, self.real["inception"], fake)
+                out.update(self._trust("fid", "inception", fake, self.bootstrap_inception))
             if self.switches["kid"]:
                 out["kid"], out["kid_std"] = kernel_distance(
                     self.inception, self.real["inception"], fake, self.kid_subsets, self.kid_subset_size, self.seed
                 )
             self.timings["inception_s"], tick = time.perf_counter() - tick, time.perf_counter()
         if self.classifier is not None:
-            out["fid_mnist"] = frechet_distance(self.classifier, self.real["classifier"], self.classifier(images))
+            fake = self.classifier(images)  # (N, d)
+            out["fid_mnist"] = frechet_distance(self.classifier, self.real["classifier"], fake)
+            out.update(self._trust("fid_mnist", "classifier", fake, True))
             self.last_predictions = self.classifier.predict(images)  # (N,)
             coverage = class_coverage(self.last_predictions, min_share=self.min_mode_share)
             out["class_entropy"], out["modes_covered"] = coverage["class_entropy"], float(coverage["modes_covered"])
             self.timings["classifier_s"] = time.perf_counter() - tick
+        return out
+
+    def _trust(self, name: str, key: str, fake: Tensor, bootstrap: bool) -> dict[str, float]:
+        """``<name>_floor`` (real vs real, same N) and, when asked, ``<name>_ci_low``/``_ci_high``."""
+        out = {f"{name}_floor": self.floor_values[key]} if key in self.floor_values else {}
+        if bootstrap and self.bootstrap > 0:
+            extractor = self.inception if key == "inception" else self.classifier
+            assert extractor is not None
+            low, high = bootstrap_fid(extractor, self.real[key], fake, self.bootstrap, self.confidence, self.seed)
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
         return out
 
     def settings(self, sampler: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +257,13 @@ class GenerativeMetrics(pl.Callback):
         base = {"n_generated": self.n, "seed": self.seed, "sampler": sampler}
         real = {"split": self.split, "n_real": self.n_real}
         s: dict[str, Any] = {"samples": base, "real": real}
+        if self.floor_values:
+            a, b = self.floor_sets
+            s["floor"] = f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: disjoint real sets"
+        if self.bootstrap > 0:
+            which = "fid_mnist" + (" and fid" if self.bootstrap_inception else "")
+            s["bootstrap"] = (f"{which}: central {self.confidence:.0%} percentile interval over {self.bootstrap} resamples "
+                              f"(with replacement) of the generated set, real statistics fixed, seed {self.seed}")
         if on["psnr_ssim"]:
             s["psnr/ssim"] = {
                 "references": 0 if self.references is None else self.references.shape[0],
@@ -231,6 +277,7 @@ class GenerativeMetrics(pl.Callback):
                 "extractor": f"{self.inception.name}, {self.inception.num_features}-d",
                 "weights": self.inception.weights,
                 "input": "uint8 [0, 255], grayscale repeated to 3 channels, resized to 299 by the network",
+                "resize": self.inception.resize,
             }
             if on["fid"]:
                 s["fid"] = ext
@@ -319,8 +366,8 @@ class DenoisingMetrics(pl.Callback):
             if module.degradation.prediction == "x0":
                 x0_hat = g
             else:
-                ab = module.schedule.alpha_bars[t]
-                x0_hat = (z_t - (1 - ab).sqrt() * g) / ab.sqrt()
+                s = module.schedule  # √(1−ᾱ_t), √ᾱ_t precomputed in float64
+                x0_hat = (z_t - s.sqrt_one_minus_alpha_bars[t] * g) / s.sqrt_alpha_bars[t]
             pred, target = to_unit(x0_hat.clamp(-1, 1)), to_unit(x0)
             out[f"denoise_psnr_t{t}"] = float(peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3)))
             out[f"denoise_ssim_t{t}"] = float(structural_similarity_index_measure(pred, target, data_range=1.0))

@@ -4,7 +4,9 @@ Images are (N, 1, 28, 28) floats in [−1, 1] everywhere (the data module's rang
 
 - ``InceptionFeatures``: torchmetrics' ``NoTrainInceptionV3`` ("inception-v3-compat", the network FID is
   defined on), 2048-d pool3 features. It is fed what it asserts: uint8 in [0, 255], the grayscale channel
-  repeated to 3; it resizes to 299×299 itself. Weights: ``resolve_inception_weights``.
+  repeated to 3; it resizes to 299×299 itself, by default like TF1 / torch-fidelity (bilinear without
+  antialiasing: FID equals torch-fidelity's to ~1e-7), or with PyTorch's antialiased bilinear
+  (``antialias=True``, torchmetrics' own default, ~1.7 % off on MNIST). Weights: ``resolve_inception_weights``.
 - ``ClassifierFeatures``: the project's MNIST classifier, its 64-d penultimate layer.
 
 Each extractor is a torchmetrics custom feature extractor (``FrechetInceptionDistance(feature=extractor)``,
@@ -108,10 +110,16 @@ class InceptionFeatures(FeatureExtractor):
     """FID's Inception-v3 features: the 2048-d pool3 features (standard FID), or the 64/192/768-d
     pooled activations of earlier blocks (torchmetrics' ``feature`` choices; cheap, for smoke tests).
     ``weights``: see ``resolve_inception_weights``. ``how_to_disable`` completes the one-line error
-    raised when no weights can be had."""
+    raised when no weights can be had. ``antialias``: False resizes to 299 like TF1 / torch-fidelity (the
+    reference FID); True with PyTorch's antialiased bilinear. The name (cache key) encodes the resize."""
 
     def __init__(
-        self, weights: str | os.PathLike | None = None, batch_size: int = 100, how_to_disable: str = "", dims: int = 2048
+        self,
+        weights: str | os.PathLike | None = None,
+        batch_size: int = 100,
+        how_to_disable: str = "",
+        dims: int = 2048,
+        antialias: bool = False,
     ) -> None:
         super().__init__(batch_size)
         from torchmetrics.image.fid import NoTrainInceptionV3
@@ -127,7 +135,10 @@ class InceptionFeatures(FeatureExtractor):
                 raise DDPMError(f"cannot read Inception weights {path}: {_first_line(e)}") from None
         try:
             self.net = NoTrainInceptionV3(
-                name="inception-v3-compat", features_list=[str(dims)], feature_extractor_weights_path=path
+                name="inception-v3-compat",
+                features_list=[str(dims)],
+                feature_extractor_weights_path=path,
+                antialias=antialias,
             )
         except Exception as e:
             what = f"loading {path}" if path else "downloading them"
@@ -138,7 +149,10 @@ class InceptionFeatures(FeatureExtractor):
                 + (f", or turn FID/KID off ({how_to_disable})" if how_to_disable else "")
             ) from None
         self.weights = path or "torch-fidelity download (torch hub cache)"
-        self.name = "inception-v3-compat-pool3" if dims == 2048 else f"inception-v3-compat-{dims}"
+        self.antialias = antialias
+        self.resize = "bilinear-antialias" if antialias else "tf1-bilinear"  # what the 299×299 resize is
+        layer = "pool3" if dims == 2048 else str(dims)
+        self.name = f"inception-v3-compat-{layer}-{self.resize}"
 
     def extract(self, images: Tensor) -> Tensor:
         return self.net(to_uint8_rgb(images))  # (b, dims)

@@ -40,10 +40,16 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def plot_curves(
     runs: list[Run], panels: list[tuple[str, str]], labels: dict[str, str], path: Path, title: str
 ) -> list[str]:
-    """One panel per (key, y label): the key's per-epoch values, one line per run (failed runs dashed)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    """One panel per (key, y label) some run logged: the key's per-epoch values, one line per run (failed
+    runs dashed). Keys no run logged get no panel, only a note (one empty panel if none was logged)."""
     notes = []
-    for ax, (key, ylabel) in zip(axes[0], panels):
+    logged = [(k, y) for k, y in panels if any((run.series(k) or ([], []))[0] for run in runs)]
+    for key, _ in panels:
+        if (key, _) not in logged:
+            notes.append(f"{path.name}: `{key}` was not logged by any run")
+    shown = logged or panels[:1]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 3.8), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], shown):
         drawn, epochs = 0, set()
         for run in runs:
             series = run.series(key)
@@ -66,8 +72,7 @@ def plot_curves(
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         else:
-            _empty(ax, f"{key} was not logged by any run")
-            notes.append(f"{path.name}: `{key}` was not logged by any run")
+            _empty(ax, "none of " + ", ".join(k for k, _ in panels) + " was logged by any run")
     fig.suptitle(title)
     _save(fig, path)
     return notes
@@ -115,9 +120,9 @@ def plot_schedules(runs: list[Run], path: Path) -> list[str]:
     return notes
 
 
-def plot_samples(runs: list[Run], labels: dict[str, str], early: int, late: int, path: Path) -> list[str]:
-    """Each run's fixed-seed sample grid at the ``early`` and ``late`` epoch side by side; where a run
-    has no grid for that epoch, the nearest epoch it has, said so in the panel title."""
+def plot_samples(runs: list[Run], labels: dict[str, str], early: int | None, late: int | None, path: Path) -> list[str]:
+    """Each run's fixed-seed sample grid at the ``early`` and ``late`` epoch side by side (None: the run's
+    first / last grid); where a run has no grid for that epoch, the nearest epoch it has, said so in the title."""
     notes: list[str] = []
     with_samples = [r for r in runs if r.samples]
     for run in runs:
@@ -129,7 +134,8 @@ def plot_samples(runs: list[Run], labels: dict[str, str], early: int, late: int,
         for ax in axes[0]:
             _empty(ax, "no run has sample grids (samples/epoch_XXX.png)")
     for row, run in zip(axes, with_samples):
-        for ax, (which, wanted) in zip(row, (("early", early), ("late", late))):
+        first, last = min(run.samples), max(run.samples)
+        for ax, (which, wanted) in zip(row, (("early", first if early is None else early), ("late", last if late is None else late))):
             epoch = nearest_epoch(list(run.samples), wanted)
             assert epoch is not None
             ax.imshow(mpimg.imread(run.samples[epoch]), cmap="gray")
@@ -141,6 +147,8 @@ def plot_samples(runs: list[Run], labels: dict[str, str], early: int, late: int,
                 title = f"{which}: epoch {epoch} (nearest to {wanted})"
                 notes.append(f"{path.name}: run {run.name}: {which} epoch {wanted} not available, showing epoch {epoch}")
             ax.set_title(f"{labels[run.name]}\n{title}", fontsize=8)
-    fig.suptitle(f"fixed-seed samples, epoch {early} vs epoch {late} (0-based)")
+    early_s = "each run's first grid" if early is None else f"epoch {early}"
+    late_s = "its last grid" if late is None else f"epoch {late}"
+    fig.suptitle(f"fixed-seed samples, {early_s} vs {late_s} (0-based epochs)")
     _save(fig, path)
     return notes

@@ -1,7 +1,9 @@
 """The per-run table of final metrics (pandas DataFrame → CSV and a markdown table).
 
 Metric columns are fixed so that tables from different sweeps line up; a metric no run logged is a
-blank cell, and any other ``val/*`` metric some run logged is appended after them.
+blank cell, and any other ``val/*`` metric some run logged is appended after them. The CSV has every
+column; the markdown table only the headline ones (``HEADLINE``: each score beside its real-vs-real floor),
+without columns no run filled.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from ddpm_lightning.reporting.runs import Run, varying_overrides
 # (key in metrics.yaml / TensorBoard, markdown header, format)
 METRICS: list[tuple[str, str, str]] = [
     ("val/fid", "FID", "{:.2f}"),
+    ("val/fid_floor", "FID floor", "{:.2f}"),
     ("val/kid", "KID", "{:.4f}"),
     ("val/fid_mnist", "FID (MNIST clf.)", "{:.2f}"),
+    ("val/fid_mnist_floor", "clf. FID floor", "{:.2f}"),
     ("val/psnr", "PSNR (dB)", "{:.2f}"),
     ("val/ssim", "SSIM", "{:.4f}"),
     ("val/loss", "val loss", "{:.4f}"),
@@ -36,6 +40,9 @@ DESCRIPTION: list[tuple[str, str]] = [
     ("T", "T"),
     ("epochs", "epochs"),
 ]
+# The markdown table's columns (the CSV has all): what tells runs apart, then the scores beside their floors.
+HEADLINE = ["run", "status", "overrides", "epochs", "val/fid", "val/fid_floor", "val/fid_mnist", "val/fid_mnist_floor",
+            "val/kid", "val/psnr", "val/ssim", "val/loss"]
 
 
 def _select(run: Run, key: str) -> Any:
@@ -91,9 +98,9 @@ def _cell(value: Any, fmt: str | None) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table of ``build_table``'s output (no ``error``/``path`` columns)."""
+    """A GitHub-flavoured markdown table of ``build_table``'s headline columns that some run filled."""
     formats = {k: (h, f) for k, h, f in METRICS}
-    cols = [c for c in table.columns if c not in ("error", "path")]
+    cols = [c for c in HEADLINE if c in table.columns and (c in ("run", "status", "overrides") or table[c].notna().any())]
     headers = [dict(DESCRIPTION).get(c) or formats.get(c, (c, ""))[0] for c in cols]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in table.iterrows():

@@ -71,14 +71,14 @@ def test_inception_fid_kid_mnist_vs_noise(weights, mnist_test) -> None:
     inception = metrics.InceptionFeatures(weights)  # the standard 2048-d pool3 features
     feats = inception(torch.cat([mnist_test[:4], noise_images(4)]))  # (8, 2048), one batch: ~0.2 s per image on CPU
     real, noise = feats[:4], feats[4:]
-    assert feats.shape == (8, 2048) and inception.calls == 1 and inception.name == "inception-v3-compat-pool3"
+    assert feats.shape == (8, 2048) and inception.calls == 1 and inception.name == "inception-v3-compat-pool3-tf1-bilinear"
     assert metrics.frechet_distance(inception, real, noise) > 100  # one 2048-d FID: ~10 s of eigvals on CPU
     kid_self, _ = metrics.kernel_distance(inception, real, real, subsets=3, subset_size=4)
     kid_noise, std = metrics.kernel_distance(inception, real, noise, subsets=3, subset_size=4)
     assert kid_noise > 0.1 and kid_noise > 3 * abs(kid_self) and std == 0.0, (kid_self, kid_noise)  # 4 of 4: one subset
     small = metrics.InceptionFeatures(weights, dims=64)  # an earlier block: self ~ 0, noise far
     f64 = small(torch.cat([mnist_test[:4], noise_images(4)]))
-    assert f64.shape == (8, 64) and small.name == "inception-v3-compat-64"
+    assert f64.shape == (8, 64) and small.name == "inception-v3-compat-64-tf1-bilinear"
     assert abs(metrics.frechet_distance(small, f64[:4], f64[:4])) < 1e-3 < metrics.frechet_distance(small, f64[:4], f64[4:])
     with pytest.raises(DDPMError, match=r"inception_dims must be one of \[64, 192, 768, 2048\], got 100"):
         metrics.InceptionFeatures(weights, dims=100)
@@ -157,13 +157,14 @@ def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, w
     module = build_module(_compose("T=20"), {})
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
     gen = GenerativeMetrics(n=4, kid_subsets=3, psnr_references=20, inception_weights=str(weights), inception_dims=64,
-                            cache_dir=str(tmp_path / "cache"))
+                            cache_dir=str(tmp_path / "cache"), bootstrap=5)
     den = DenoisingMetrics(n=8, timesteps=[1, 10, 20])
     trainer = pl.Trainer(max_epochs=2, limit_train_batches=1, accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="tb", version=""),
                          callbacks=[gen, den], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, dm)
 
     keys = ["psnr", "ssim", "fid", "kid", "kid_std", "fid_mnist", "class_entropy", "modes_covered"]
+    keys += ["fid_floor", "fid_mnist_floor", "fid_mnist_ci_low", "fid_mnist_ci_high"]  # floors: train[:4] vs test[:4]
     keys += [f"denoise_{m}_t{t}" for t in (1, 10, 20) for m in ("psnr", "ssim")]
     scalars, acc = _scalars(tmp_path / "tb")
     epoch_ends = scalars["val/loss"]
@@ -172,12 +173,15 @@ def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, w
         assert scalars.get(f"val/{key}") == epoch_ends, key  # every metric at each epoch's validation end
     assert len(acc.Histograms("val/predicted_class")) == 2
     assert {"metrics/generative/text_summary", "metrics/denoising/text_summary"} <= set(acc.Tags()["tensors"])
-    # real features: extracted once at set-up (1 batch each) and cached; each epoch extracts only the samples
-    assert gen.inception.calls == 1 + 2 and gen.classifier.calls == 1 + 2
+    # real features (test, and train for the floor): extracted once at set-up and cached; each epoch only the samples
+    assert gen.inception.calls == 2 + 2 and gen.classifier.calls == 2 + 2
     cached = sorted(p.name for p in (tmp_path / "cache" / "features").glob("*.pt"))
-    assert [n.split("_")[:3] for n in cached] == [["test", "n4", "inception-v3-compat-64"], ["test", "n4", f"{gen.classifier.name}"]]
+    assert [n.split("_")[:3] for n in cached] == [
+        ["test", "n4", "inception-v3-compat-64-tf1-bilinear"], ["test", "n4", f"{gen.classifier.name}"],
+        ["train", "n4", "inception-v3-compat-64-tf1-bilinear"], ["train", "n4", f"{gen.classifier.name}"]]
+    assert len(list((tmp_path / "cache" / "floors").glob("fid_train-vs-test_n4_*.json"))) == 2
     settings = gen.settings({"name": "ancestral", "steps": 20})
-    assert settings["fid"]["extractor"].startswith("inception-v3-compat-64, 64-d") and settings["psnr/ssim"]["references"] == 20
+    assert settings["fid"]["extractor"].startswith("inception-v3-compat-64-tf1-bilinear, 64-d") and settings["psnr/ssim"]["references"] == 20
     assert settings["samples"]["n_generated"] == 4 and settings["real"] == {"split": "test", "n_real": 4}
 
     # a second run with the same settings reads the real features from disk: no pass over real data
