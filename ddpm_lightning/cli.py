@@ -212,5 +212,8 @@ def check_output_dir(argv: list[str], task_name: str) -> None:
 def entry(main: Callable[[], Any], groups: tuple[str, ...], config_name: str) -> None:
     """Console entry: validate the command-line overrides, then hand over to the Hydra ``main``."""
     check_overrides(sys.argv, config_name, groups)
-    check_output_dir(sys.argv, config_name)
+    try:
+        check_output_dir(sys.argv, config_name)
+    except DDPMError as e:
+        _fail(str(e))
     main()
