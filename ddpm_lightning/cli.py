@@ -101,7 +101,7 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         return task(cfg)
     except RunInterrupted as exc:
         out = _output_dir()
-        if out is not None and not _is_multirun() and _named_by_hydra():
+        if out is not None and not exc.started and not _is_multirun() and _named_by_hydra():
             remove_stub(out)  # interrupted before training started: nothing to keep
         _interrupted(exc)
         raise  # unreachable: _interrupted exits
@@ -109,10 +109,14 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         err = user_error(exc)
         message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
         out = _output_dir()
-        if out is not None and not _is_multirun() and _named_by_hydra() and remove_stub(out):
+        started = getattr(exc, "training_started", False)  # set by lit.startup.run_fit
+        if out is not None and not started and not _is_multirun() and _named_by_hydra() and remove_stub(out):
             out = None  # failed before writing anything: the folder is gone, the error is on the terminal
         if out is not None and out.is_dir():
             (out / FAILED_MARKER).write_text(message + "\n")
+        run_dir = OmegaConf.select(cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False)
+        if started and run_dir and Path(run_dir) != out and Path(run_dir).is_dir():  # a resume failed: mark the run
+            (Path(run_dir) / FAILED_MARKER).write_text(message + "\n")
         if err is None or _is_multirun():
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ddpm_lightning.cli import entry, run_task
+from ddpm_lightning.cli import FAILED_MARKER, entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, check_compatible
 from ddpm_lightning.lit.resilience import OptimizerOverrides
@@ -69,6 +69,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("network %s: %d parameters; schedule %s", cfg.model._target_, module.num_parameters(), module.schedule)
     start = time.perf_counter()
     interrupted = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.paths.output_dir)
+    Path(cfg.paths.output_dir, FAILED_MARKER).unlink(missing_ok=True)  # a failed earlier resume of this run is superseded
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report

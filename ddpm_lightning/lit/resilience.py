@@ -37,9 +37,9 @@ TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")  # .<name>.tmp-<pid>: a save in progre
 class RunInterrupted(BaseException):
     """Training was interrupted by a signal after its state was saved; ``code`` is the exit status."""
 
-    def __init__(self, signal_name: str, code: int, detail: str) -> None:
+    def __init__(self, signal_name: str, code: int, detail: str, started: bool = True) -> None:
         super().__init__(f"interrupted by {signal_name}: {detail}")
-        self.signal_name, self.code = signal_name, code
+        self.signal_name, self.code, self.started = signal_name, code, started
 
 
 def _pid_alive(pid: int) -> bool:

@@ -97,13 +97,16 @@ def run_fit(trainer: pl.Trainer, module: DiffusionModule, datamodule: pl.Lightni
         with _undo_if_not_started(Path(run_dir), started):
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
-        if not started.started:
-            raise RunInterrupted("SIGTERM", 128 + signal.SIGTERM, "before training started") from None
-        return RunInterrupted("SIGTERM", 128 + signal.SIGTERM, f"epoch {trainer.current_epoch}, step {trainer.global_step}")
+        name, code = "SIGTERM", 128 + signal.SIGTERM
     except SystemExit:
         if not trainer.interrupted:  # Lightning exits with 1 after a KeyboardInterrupt (Ctrl-C)
             raise
-        if not started.started:
-            raise RunInterrupted("SIGINT (Ctrl-C)", 128 + signal.SIGINT, "before training started") from None
-        return RunInterrupted("SIGINT (Ctrl-C)", 128 + signal.SIGINT, f"epoch {trainer.current_epoch}, step {trainer.global_step}")
-    return None
+        name, code = "SIGINT (Ctrl-C)", 128 + signal.SIGINT
+    except Exception as e:
+        e.training_started = started.started  # type: ignore[attr-defined]  # cli.run_task: keep or remove the folder
+        raise
+    else:
+        return None
+    if not started.started:
+        raise RunInterrupted(name, code, "before training started", started=False) from None
+    return RunInterrupted(name, code, f"epoch {trainer.current_epoch}, step {trainer.global_step}")
