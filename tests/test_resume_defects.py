@@ -106,3 +106,18 @@ def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batch
     before, after = _lines(tmp_path / "cut.txt")[:192], _lines(tmp_path / "resumed.txt")
     assert len(after) == 320 and not set(before) & set(after)  # old code: 416 samples, 96 of them trained twice
     assert len(set(before) | set(after)) == 512
+
+
+def test_a_resume_that_fails_after_training_started_marks_the_run_until_a_good_resume(tmp_path: Path, trained_run: Path) -> None:
+    """17.12: the failure is shown where the report looks (the run), and the resume's log is kept."""
+    run = _copy(trained_run, tmp_path)
+    ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, "+callbacks.poison._target_=tests.helpers.PoisonAt",
+                   "+callbacks.poison.step=5", env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 2 and "non-finite training loss" in proc.stderr, proc.stderr[-2000:]
+    assert "non-finite" in (run / "FAILED").read_text()
+    (resume,) = (run / "resumes").iterdir()
+    assert (resume / "train.log").is_file() and (resume / "FAILED").is_file()
+    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (run / "FAILED").exists() and (run / "metrics.yaml").is_file()
