@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.rundir import check_writable, remove_stub, sweep_jobs_not_run
+from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
 from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,9 @@ def check_output_dir(argv: list[str], task_name: str) -> None:
     parsed = OverridesParser.create().parse_overrides([a for a in argv[1:] if not a.startswith("-")])
     given = [str(o.value()) for o in parsed if o.key_or_group == key and not o.is_sweep_override()]
     where = given[-1] if given else os.path.join(os.environ.get("DDPM_ROOT", "."), "outputs", task_name)
+    ckpt = [str(o.value()) for o in parsed if o.key_or_group == "ckpt_path" and not o.is_sweep_override()]
+    if task_name == "train" and ckpt and not given and not multirun:  # a resume writes into its run (conf/train.yaml)
+        where = resume_run_dir(ckpt[-1], where)
     check_writable(where, "output directory", f"choose a writable one with {key}=<dir> (or DDPM_ROOT=<dir>)")
 
 
