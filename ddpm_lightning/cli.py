@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
 from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
@@ -65,18 +67,56 @@ def _is_multirun() -> bool:
         return False
 
 
+def _named_by_hydra() -> bool:
+    """True if Hydra chose this single run's folder (no ``hydra.run.dir=`` override)."""
+    try:
+        return not any(o.startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
+    except Exception:
+        return False
+
+
+def _interrupted(exc: BaseException) -> None:
+    """An interrupted run (state saved) exits 128 + signal; a multirun also names the jobs it did not run."""
+    from ddpm_lightning.lit.resilience import RunInterrupted
+
+    assert isinstance(exc, RunInterrupted)
+    print(f"error: {exc}; the run is incomplete, resume it with ckpt_path=<run>/checkpoints/last.ckpt", file=sys.stderr)
+    if _is_multirun():
+        num = int(HydraConfig.get().job.num)
+        rest = sweep_jobs_not_run(sys.argv, num)
+        listed = "; ".join(f"job {num + 1 + i}: {o}" for i, o in enumerate(rest)) if rest is not None else "unknown"
+        print(f"error: sweep stopped at job {num}; jobs not run: {listed or 'none'}", file=sys.stderr)
+    sys.exit(exc.code)
+
+
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Run ``task(cfg)``. Bad input prints ``error: ...`` on one line and exits with status 2; any
-    failure leaves a FAILED marker in the run directory. In a multirun the error is re-raised so that
-    Hydra records this job as failed and goes on with the others."""
+    failure leaves a FAILED marker in the run directory, except that a single run's folder that Hydra
+    named and that holds nothing but Hydra's files (the run failed at start-up) is removed. In a multirun
+    the error is re-raised so that Hydra records this job as failed and goes on with the others.
+    An interrupted run (SIGTERM, Ctrl-C) exits with 143 / 130, a multirun too (listing the jobs not run)."""
+    from ddpm_lightning.lit.resilience import RunInterrupted
+
     try:
         return task(cfg)
+    except RunInterrupted as exc:
+        out = _output_dir()
+        if out is not None and not exc.started and not _is_multirun() and _named_by_hydra():
+            remove_stub(out)  # interrupted before training started: nothing to keep
+        _interrupted(exc)
+        raise  # unreachable: _interrupted exits
     except Exception as exc:
         err = user_error(exc)
         message = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
         out = _output_dir()
+        started = getattr(exc, "training_started", False)  # set by lit.startup.run_fit
+        if out is not None and not started and not _is_multirun() and _named_by_hydra() and remove_stub(out):
+            out = None  # failed before writing anything: the folder is gone, the error is on the terminal
         if out is not None and out.is_dir():
             (out / FAILED_MARKER).write_text(message + "\n")
+        run_dir = OmegaConf.select(cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False)
+        if started and run_dir and Path(run_dir) != out and Path(run_dir).is_dir():  # a resume failed: mark the run
+            (Path(run_dir) / FAILED_MARKER).write_text(message + "\n")
         if err is None or _is_multirun():
             raise
         print(f"error: {message}", file=sys.stderr)
@@ -123,7 +163,8 @@ def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) 
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:
-        _fail(f"bad override: {_one_line(exc)}")
+        hint = "; quote values with spaces or non-ASCII characters: 'key=value'" if not all(a.isascii() for a in args) else ""
+        _fail(f"bad override: {_one_line(exc)}{hint}")
     for o in parsed:
         if o.key_or_group in groups and o.value_type is not None:
             values = o.value()
@@ -158,7 +199,28 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def check_output_dir(argv: list[str], task_name: str) -> None:
+    """Refuse an output folder that cannot be written in one line, before Hydra tries to create it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv[1:]):
+        return
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    parsed = OverridesParser.create().parse_overrides([a for a in argv[1:] if not a.startswith("-")])
+    given = [str(o.value()) for o in parsed if o.key_or_group == key and not o.is_sweep_override()]
+    where = given[-1] if given else os.path.join(os.environ.get("DDPM_ROOT", "."), "outputs", task_name)
+    ckpt = [str(o.value()) for o in parsed if o.key_or_group == "ckpt_path" and not o.is_sweep_override()]
+    if task_name == "train" and ckpt and not given and not multirun:  # a resume writes into its run (conf/train.yaml)
+        where = resume_run_dir(ckpt[-1], where)
+    check_writable(where, "output directory", f"choose a writable one with {key}=<dir> (or DDPM_ROOT=<dir>)")
+
+
 def entry(main: Callable[[], Any], groups: tuple[str, ...], config_name: str) -> None:
     """Console entry: validate the command-line overrides, then hand over to the Hydra ``main``."""
     check_overrides(sys.argv, config_name, groups)
+    try:
+        check_output_dir(sys.argv, config_name)
+    except DDPMError as e:
+        _fail(str(e))
     main()

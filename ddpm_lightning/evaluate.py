@@ -25,6 +25,7 @@ from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
+from ddpm_lightning.rundir import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.n) < 2:
         raise DDPMError(f"n must be >= 2, got {cfg.n!r}")
     m = cfg.metrics
+    path = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "metrics.json"
+    check_writable(path, "output", "choose another with output=<file.json>")  # before sampling, not after
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
@@ -106,10 +109,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"metrics": results, "settings": settings, "timings_s": gen.timings}
     if gen.last_predictions is not None:
         report["class_counts"] = torch.bincount(gen.last_predictions, minlength=10).tolist()
-    path = Path(cfg.output) if cfg.get("output") else out_dir / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(table(results, settings))
+    print(table(results, settings), flush=True)  # first: the numbers are on the terminal whatever happens next
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    except OSError as e:
+        raise DDPMError(f"cannot write {path} ({e.strerror or e}); the table above holds the results") from None
     print(f"wrote {path}")
     return report
 

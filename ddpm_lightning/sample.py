@@ -18,6 +18,7 @@ from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
+from ddpm_lightning.rundir import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,11 @@ def sample(cfg: DictConfig) -> Path:
         raise DDPMError("ckpt_path is required, e.g. ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt")
     if int(cfg.n) < 1:
         raise DDPMError(f"n must be >= 1, got {cfg.n!r}")
+    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"
+    check_writable(out, "output", "choose another with output=<file.png>")  # before sampling, not after
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size))
-    out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"
     save_grid(images, out)
     log.info("wrote %d samples to %s", images.shape[0], out)
     if cfg.get("save_tensor"):

@@ -18,9 +18,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ddpm_lightning.cli import entry, run_task
+from ddpm_lightning.cli import FAILED_MARKER, entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, check_compatible
+from ddpm_lightning.lit.resilience import OptimizerOverrides
+from ddpm_lightning.lit.startup import check_optimizer, check_resumable, instantiate_trainer, run_fit
+from ddpm_lightning.rundir import write_yaml_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +55,31 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("ckpt_path"):  # resume: refuse a checkpoint of another model before Lightning loads it
         check_compatible(cfg.ckpt_path, run_config)
+        check_resumable(cfg.ckpt_path, cfg.trainer)  # a finished run: refused, its metrics.yaml kept
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, run_config)
+    optimizer_values = check_optimizer(module, cfg.optimizer)  # optimizer.lr=-1: one line, before any writing
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.get("ckpt_path"):  # the configured lr (etc.) wins over the checkpoint's optimizer state, with a warning
+        callbacks.append(OptimizerOverrides(optimizer_values))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_ddp_launch(trainer)
 
     log.info("network %s: %d parameters; schedule %s", cfg.model._target_, module.num_parameters(), module.schedule)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    interrupted = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.paths.output_dir)
+    Path(cfg.paths.output_dir, FAILED_MARKER).unlink(missing_ok=True)  # a failed earlier resume of this run is superseded
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report
     metrics["train_time_s"] = time.perf_counter() - start
     log.info("final metrics: %s", metrics)
     if trainer.is_global_zero:  # under DDP every rank gets here; one writes
-        Path(cfg.paths.output_dir, "metrics.yaml").write_text(OmegaConf.to_yaml(metrics))
+        status = {"status": str(interrupted)} if interrupted else {}  # the report lists it as incomplete
+        write_yaml_atomic(Path(cfg.paths.output_dir, "metrics.yaml"), {**metrics, **status})
+    if interrupted:
+        raise interrupted
     objective = cfg.get("optimized_metric")
     if objective and trainer.is_global_zero and objective not in metrics:  # rank-0-only metrics: ask rank 0
         raise DDPMError(

@@ -20,8 +20,16 @@ from ddpm_lightning.lit.module import CONFIG_KEY, DiffusionModule
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict, loaded without executing code from the file."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(str(p.relative_to(path)) for p in path.rglob("*.ckpt"))[:3]
+        hint = f"; checkpoints inside: {', '.join(found)}" if found else ""
+        raise DDPMError(f"checkpoint {path} is a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt){hint}")
     if not path.is_file():
         raise DDPMError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip archive (or a legacy pickle)
+        raise DDPMError(f"{path} is not a PyTorch checkpoint (starts with {head!r}, not a zip archive written by torch.save)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for files that need arbitrary code, EOFError if truncated

@@ -173,16 +173,19 @@ class MNISTDataModule(pl.LightningDataModule):
 
     # A checkpoint records where in the epoch training was, so a mid-epoch resume (after SIGTERM, SIGKILL
     # or a step checkpoint) continues with the batches that epoch had not yet seen, in the same order.
-    # Counted from Lightning's batch progress, not from the loader (which runs one batch ahead).
+    # Counted from Lightning's batch progress, not from the loader (which runs one batch ahead), and stored
+    # in samples, so a resume with another data.batch_size still skips exactly the samples already trained.
     def state_dict(self) -> dict[str, int]:
         trainer = self.trainer
         if trainer is None:
             return {}
-        return {"epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches": batches, "samples": batches * self.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:
-            self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]) * self.batch_size)
+            samples = state_dict.get("samples", int(state_dict["batches"]) * self.batch_size)  # older checkpoints: batches
+            self._resume = (int(state_dict["epoch"]), int(samples))
             # Lightning checks only the loader for resumability; this module resumes it (see above)
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 

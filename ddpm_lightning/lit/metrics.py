@@ -202,9 +202,15 @@ def cached_features(extractor: FeatureExtractor, images: Tensor, cache_dir: str 
                 return feats
         except Exception as e:  # unreadable: recompute and overwrite
             log.warning("ignoring unreadable feature cache %s (%s)", path, type(e).__name__)
+    try:  # before the extraction (minutes with Inception on CPU): a read-only cache fails now, in one line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(13, "read-only")
+    except OSError as e:
+        raise DDPMError(f"feature cache directory {path.parent} is not writable ({e.strerror or e}); "
+                        "set DDPM_CACHE_DIR (or paths.cache_dir) to a writable folder") from None
     log.info("real features: extracting %d %s images with %s -> %s", n, split, extractor.name, path)
     feats = extractor(images)  # (N, d)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save({"features": feats, "split": split, "n": n, "extractor": extractor.name}, tmp)
     tmp.replace(path)

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from ddpm_lightning.core.degradations import Degradation
 from ddpm_lightning.core.errors import DDPMError
@@ -64,6 +65,9 @@ class DiffusionModule(pl.LightningModule):
         if compile:  # speed option: torch.compile in place, so state_dict keys (and checkpoints) are unchanged
             self.network.compile()
         self.make_sampler()  # fail at start-up, not after an epoch, on a bad sampler config
+        # the epoch-mean training loss, kept in checkpoints so that a mid-epoch resume continues the mean
+        self.train_loss_mean = MeanMetric()
+        self._resumed_loss: dict[str, Any] | None = None
 
     # ---- the training path -------------------------------------------------------------------
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
@@ -85,7 +89,13 @@ class DiffusionModule(pl.LightningModule):
                 f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
                 f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
+        if self._resumed_loss is not None:  # first batch after a resume: the sum and count of the batches before it
+            if self._resumed_loss.pop("epoch") == self.current_epoch:
+                for name, value in self._resumed_loss.items():
+                    setattr(self.train_loss_mean, name, value.to(self.device))
+            self._resumed_loss = None
+        self.train_loss_mean(loss.detach(), x0.shape[0])  # weighted by batch size
+        self.log("train/loss", self.train_loss_mean, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
         for name, value in self.degradation.stats().items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
         return loss
@@ -148,6 +158,10 @@ class DiffusionModule(pl.LightningModule):
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
+        checkpoint["train_loss_mean"] = {"epoch": self.current_epoch, **{k: v.detach().cpu() for k, v in self.train_loss_mean.metric_state.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_loss = dict(checkpoint["train_loss_mean"]) if "train_loss_mean" in checkpoint else None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())

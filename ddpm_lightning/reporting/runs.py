@@ -129,8 +129,15 @@ def read_run(path: Path, root: Path) -> Run:
         status, error = "failed", " ".join(line.strip() for line in text.splitlines()) or "(empty FAILED marker)"
     elif metrics_file.is_file():
         status, error = "ok", ""
-        raw = OmegaConf.to_container(_load_yaml(metrics_file)) or {}
+        try:  # a corrupt metrics.yaml marks this run, not the whole report
+            raw = OmegaConf.to_container(_load_yaml(metrics_file)) or {}
+            if not isinstance(raw, dict):
+                raise DDPMError(f"cannot read {metrics_file}: not a mapping of metric names to values")
+        except DDPMError as e:
+            raw, status, error = {}, "failed", str(e)
         final = {str(k): float(v) for k, v in raw.items() if isinstance(v, (int, float))}  # type: ignore[union-attr]
+        if str(raw.get("status", "")).startswith("interrupted"):  # SIGTERM / Ctrl-C: resumable, not finished
+            status, error = "incomplete", f"{raw['status']} (resume it from checkpoints/last.ckpt)"
     else:
         status, error = "incomplete", "no metrics.yaml and no FAILED marker (still running, or killed)"
 
@@ -162,7 +169,14 @@ def read_runs(root: str | os.PathLike) -> list[Run]:
     paths = find_runs(root)
     if not paths:
         raise DDPMError(f"no runs under {root}: no */.hydra/config.yaml found (is this a training output directory?)")
-    return [read_run(p, root) for p in paths]
+    runs = []
+    for p in paths:
+        try:
+            runs.append(read_run(p, root))
+        except DDPMError as e:  # an unreadable run file: that run is marked failed, the report goes on
+            name = str(p.relative_to(root)) if p != root else p.name
+            runs.append(Run(path=p, name=name, config=OmegaConf.create({}), overrides=[], choices={}, status="failed", error=str(e)))
+    return runs
 
 
 def _simplify(override: str) -> str:
