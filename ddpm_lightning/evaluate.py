@@ -25,6 +25,7 @@ from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
+from ddpm_lightning.lit.progress import SamplingBar
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if any(gen.switches.values()):
         gen.prepare(gen.real_images(), device, str(cfg.data_root))  # missing weights fail here, before sampling
         start = time.perf_counter()
-        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size)  # (n, 1, 28, 28)
+        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size,
+                                 callback=SamplingBar(f"Sampling {gen.n} images"))  # (n, 1, 28, 28)
         generate_s = time.perf_counter() - start
         log.info("sampled %d images in %.1f s (%s)", gen.n, generate_s, sampler_info)
         results.update(gen.compute(images))

@@ -18,6 +18,7 @@ from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
+from ddpm_lightning.lit.progress import SamplingBar
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def sample(cfg: DictConfig) -> Path:
         raise DDPMError(f"n must be >= 1, got {cfg.n!r}")
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
-    images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size))
+    images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
+                             callback=SamplingBar(f"Sampling {int(cfg.n)} images"))
     out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "samples.png"
     save_grid(images, out)
     log.info("wrote %d samples to %s", images.shape[0], out)

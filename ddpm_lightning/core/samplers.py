@@ -89,8 +89,11 @@ class Sampler:
         noise_scale: float = 1.0,
         device: torch.device | str = "cpu",
         degradation: Degradation | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W)."""
+        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W).
+
+        ``callback(done, total)`` is called after each step (progress bars; it may raise to stop early)."""
         self.set_timesteps()
         like = torch.empty((), device=device)
         if degradation is None:
@@ -103,6 +106,8 @@ class Sampler:
             out = model(z, t_batch).to(z.dtype)  # float32 chain even when the network runs under autocast
             noise = noise_scale * randn(shape, generator, like) if self.needs_noise(t_prev) else None
             z = self.step(out, t, t_prev, z, noise)
+            if callback is not None:
+                callback(i + 1, len(self.timesteps))
         return z
 
 
