@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.quiet import quiet_library_noise
 from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,19 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+_checked: list[str] = []
+
+
+def check_argv(config_name: str, groups: tuple[str, ...]) -> None:
+    """Validate the command-line overrides once; an entry point calls this before its heavy imports
+    (torch, Lightning: seconds to tens of seconds on a busy machine), so a typo fails at once."""
+    if config_name not in _checked:
+        check_overrides(sys.argv, config_name, groups)
+        _checked.append(config_name)
+
+
 def entry(main: Callable[[], Any], groups: tuple[str, ...], config_name: str) -> None:
     """Console entry: validate the command-line overrides, then hand over to the Hydra ``main``."""
-    check_overrides(sys.argv, config_name, groups)
+    check_argv(config_name, groups)
+    quiet_library_noise()
     main()

@@ -63,6 +63,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.n) < 2:
         raise DDPMError(f"n must be >= 2, got {cfg.n!r}")
     m = cfg.metrics
+    hint = "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>"  # evaluate's key (not train's data.root)
+    load_mnist(cfg.data_root, str(cfg.split), hint=hint)  # missing data fails here, before the checkpoint loads
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
@@ -93,7 +95,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
     if m.denoise:
         den = DenoisingMetrics(n=int(m.denoise_n), timesteps=m.denoise_timesteps, seed=int(m.denoise_seed), config_key="metrics")
-        x0 = load_mnist(cfg.data_root, str(cfg.split))[0][: den.n]  # (B, 1, 28, 28)
+        x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint)[0][: den.n]  # (B, 1, 28, 28)
         results.update(den.compute(module, x0))
         settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
     if not results:

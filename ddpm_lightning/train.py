@@ -7,6 +7,12 @@ TensorBoard events into its own directory under outputs/.
 
 from __future__ import annotations
 
+GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
+if __name__ == "__main__":  # a typo in an override fails here, in about a second: before torch and Lightning load
+    from ddpm_lightning.cli import check_argv
+
+    check_argv("train", GROUPS)
+
 import logging
 import time
 from pathlib import Path
@@ -21,10 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, check_compatible
+from ddpm_lightning.lit.run_info import metrics_table, where_lines
 
 log = logging.getLogger(__name__)
-
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
 
 
 def check_ddp_launch(trainer: pl.Trainer) -> None:
@@ -66,9 +71,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report
     metrics["train_time_s"] = time.perf_counter() - start
-    log.info("final metrics: %s", metrics)
+    log.info(metrics_table(metrics, Path(cfg.paths.output_dir, "metrics.yaml")))
     if trainer.is_global_zero:  # under DDP every rank gets here; one writes
         Path(cfg.paths.output_dir, "metrics.yaml").write_text(OmegaConf.to_yaml(metrics))
+        log.info(where_lines(cfg.paths.output_dir))
     objective = cfg.get("optimized_metric")
     if objective and trainer.is_global_zero and objective not in metrics:  # rank-0-only metrics: ask rank 0
         raise DDPMError(

@@ -157,7 +157,8 @@ class GenerativeMetrics(pl.Callback):
         real = real[: self.n]
         self.n_real = real.shape[0]
         if self.switches["fid"] or self.switches["kid"]:
-            self.inception = InceptionFeatures(self.inception_weights, how_to_disable=off, dims=self.inception_dims).to(device)
+            self.inception = InceptionFeatures(self.inception_weights, how_to_disable=off, dims=self.inception_dims,
+                                               weights_key=f"{self.config_key}.inception_weights").to(device)
             self.real["inception"] = self._real_features(self.inception, real)
         if self.switches["fid_mnist"]:
             model, self.classifier_meta = load_or_train_classifier(
