@@ -13,11 +13,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 # the HParams dashboard's metric columns, in this order, where the run logged them
 HEADLINE = ("val/loss", "train/loss_epoch", "val/fid_mnist", "val/fid", "val/kid", "val/psnr", "val/ssim",
             "val/class_entropy", "val/modes_covered")
-# Custom Scalars: categories in this order; each chart a list of tag regexes
+# Custom Scalars: categories in this order; each chart a list of tag regexes (searched: anchor whole tags)
 LAYOUT: dict[str, dict[str, list[Any]]] = {
-    "loss": {"train/loss_epoch and val/loss": ["Multiline", ["train/loss_epoch", "val/loss"]],
-             "train/loss_step": ["Multiline", ["train/loss_step"]]},
-    "sample quality": {tag: ["Multiline", [tag]] for tag in HEADLINE[2:]},
+    "loss": {"train/loss_epoch and val/loss": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]],
+             "train/loss_step": ["Multiline", ["^train/loss_step$"]]},
+    "sample quality": {tag: ["Multiline", [f"^{tag}$"]] for tag in HEADLINE[2:]},
     "denoising (x0 from one call at t)": {"PSNR": ["Multiline", [r"val/denoise_psnr_t\d+"]],
                                           "SSIM": ["Multiline", [r"val/denoise_ssim_t\d+"]]},
     "cost (s)": {"time": ["Multiline", [r"time/.*"]]},
@@ -59,10 +59,14 @@ def _tensorboards(trainer: pl.Trainer) -> list[TensorBoardLogger]:
 
 
 def log_run_hparams(trainer: pl.Trainer, params: dict[str, Any]) -> None:
-    """At fit start: ``params`` into hparams.yaml (Lightning writes it next), and the Custom Scalars layout."""
+    """At fit start: ``params`` into hparams.yaml (Lightning writes it next), and the Custom Scalars layout
+    (without the charts of metrics switched off: ``GenerativeMetrics.switches``)."""
+    off = {f"val/{name}" for cb in trainer.callbacks for name, on in getattr(cb, "switches", {}).items() if not on}
+    layout = {category: {title: chart for title, chart in charts.items() if title not in off}
+              for category, charts in LAYOUT.items()}
     for logger in _tensorboards(trainer):
         logger.log_hyperparams(params)  # no metrics given (default_hp_metric off): only hparams.yaml
-        logger.experiment.add_custom_scalars(LAYOUT)
+        logger.experiment.add_custom_scalars(layout)
 
 
 def write_hparams_summary(trainer: pl.Trainer) -> None:
