@@ -8,6 +8,11 @@ table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's samp
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a typo in an override fails here, before torch loads
+    from ddpm_lightning.cli import check_argv
+
+    check_argv("evaluate", ("sampler",))
+
 import json
 import logging
 import time

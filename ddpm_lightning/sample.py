@@ -6,6 +6,11 @@ into the run directory, or to ``output`` if given. ``sampler=ddim`` replaces the
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a typo in an override fails here, before torch loads
+    from ddpm_lightning.cli import check_argv
+
+    check_argv("sample", ("sampler",))
+
 import logging
 from pathlib import Path
 

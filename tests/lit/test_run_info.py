@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,8 +55,9 @@ def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path
     assert f"python -m ddpm_lightning.report {sweep}\n" in out
 
 
-def test_an_override_typo_fails_before_torch_is_imported() -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ddpm_lightning.train", "schedul=linear"],
+@pytest.mark.parametrize("entry", ["train", "sample", "evaluate"])
+def test_an_override_typo_fails_before_torch_is_imported(entry: str) -> None:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"ddpm_lightning.{entry}", "schedul=linear"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)})
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
