@@ -1,4 +1,4 @@
-"""TensorBoard for comparing runs: each run's config choices and overrides as hparams (``hparams.yaml`` and
+"""TensorBoard for comparing runs: each run's command-line overrides as hparams (``hparams.yaml`` and
 the HParams dashboard, with the final metrics), and a Custom Scalars layout that puts the loss and the
 sample-quality metrics first (the Time Series and Scalars dashboards sort tags alphabetically).
 """
@@ -37,18 +37,19 @@ def _value(text: str) -> str | int | float | bool:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def run_params() -> dict[str, Any]:
-    """The run's config choices (``schedule=linear``, ...) and its other command-line overrides
-    (``trainer.max_epochs=1``, ...), from Hydra; empty outside a Hydra app."""
+def run_params(choices: bool = True) -> dict[str, Any]:
+    """The run's config choices (``schedule=linear``, ...; with ``choices=False`` only those overridden) and
+    its other command-line overrides (``trainer.max_epochs=1``, ...), from Hydra; empty outside a Hydra app."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return {}
     hc = HydraConfig.get()
-    params: dict[str, Any] = {g: str(hc.runtime.choices[g]) for g in GROUPS if hc.runtime.choices.get(g) is not None}
-    for override in hc.overrides.task:
-        key, _, value = str(override).partition("=")
-        key = key.lstrip("~")
+    overrides = [str(o).lstrip("~").partition("=") for o in hc.overrides.task]
+    given = {key.lstrip("+") for key, _, _ in overrides}
+    params: dict[str, Any] = {g: str(hc.runtime.choices[g]) for g in GROUPS
+                              if hc.runtime.choices.get(g) is not None and (choices or g in given)}
+    for key, _, value in overrides:
         if key.lstrip("+") not in GROUPS and not key.lstrip("+").startswith(SKIP):
             params[key] = _value(value)
     return params

@@ -6,7 +6,7 @@ first epoch), and where its results are with the commands that open them (at the
   ``estimate_after_steps`` steps: seconds per step and the training time per epoch; after the first
   epoch: the whole epoch's time (validation and sampling included) and the rest of the run. It also
   scales ``log_every_n_steps`` down for short epochs (``train/loss_step`` is logged at least ~10 times an
-  epoch) and writes the run's choices and overrides as TensorBoard hparams (``hparams.py``).
+  epoch) and writes the run's overrides as TensorBoard hparams (``hparams.py``).
 - ``where_lines``: the run directory and the exact ``report`` / ``tensorboard`` commands.
 """
 
@@ -74,7 +74,7 @@ class RunInfo(pl.Callback):
         if self.scale_log_interval and batches and trainer.log_every_n_steps > batches // 4:
             trainer.log_every_n_steps = max(1, batches // 10)  # 7 batches: every step; 39: every 3
         params = run_params()
-        log_run_hparams(trainer, params)
+        log_run_hparams(trainer, run_params(choices=False))  # the overrides: what a sweep varies
         if not trainer.is_global_zero:
             return
         choices = " ".join(f"{k}={v}" for k, v in params.items() if k in GROUPS)

@@ -40,7 +40,8 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")  # the HParams dashboard's session
     assert "custom_scalars__config__" in acc.Tags()["tensors"]  # loss and sample quality first
     hparams = OmegaConf.load(run_dir / "tensorboard" / "hparams.yaml")
-    assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 448 and "hydra.run.dir" not in hparams
+    assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 448  # the overrides ...
+    assert "hydra.run.dir" not in hparams and "capacity" not in hparams  # ... not where it writes, nor defaults
     assert acc.Images("samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 
 
