@@ -19,7 +19,7 @@ ARGS ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help install train test test-fast test-gpu tensorboard clean
+.PHONY: help install train sample evaluate report test test-fast test-gpu tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,8 +32,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package (editable, with the dev extra)
 
-train: $(STAMP) ## train the default config (ARGS="trainer.max_epochs=1 schedule=geometric" to change it)
+train: $(STAMP) ## train the default config (ARGS="trainer.max_epochs=1 schedule=geometric" to change it; ARGS="-m ..." sweeps)
 	$(PY) -m ddpm_lightning.train $(ARGS)
+
+sample: $(STAMP) ## sample from a checkpoint (ARGS="ckpt_path=outputs/.../checkpoints/last.ckpt n=64")
+	$(PY) -m ddpm_lightning.sample $(ARGS)
+
+evaluate: $(STAMP) ## metrics of a checkpoint (ARGS="ckpt_path=... n=1000 sampler=ddim")
+	$(PY) -m ddpm_lightning.evaluate $(ARGS)
+
+report: $(STAMP) ## table + figures of a sweep or run directory (ARGS="outputs/train/multiruns/<date>/<time>")
+	$(PY) -m ddpm_lightning.report $(ARGS)
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest -q $(ARGS)

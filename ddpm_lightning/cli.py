@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
+from ddpm_lightning.quiet import quiet_library_noise
 from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
@@ -214,13 +215,23 @@ def check_output_dir(argv: list[str], task_name: str) -> None:
     if task_name == "train" and ckpt and not given and not multirun:  # a resume writes into its run (conf/train.yaml)
         where = resume_run_dir(ckpt[-1], where)
     check_writable(where, "output directory", f"choose a writable one with {key}=<dir> (or DDPM_ROOT=<dir>)")
+_checked: list[str] = []
+
+
+def check_argv(config_name: str, groups: tuple[str, ...]) -> None:
+    """Validate the command-line overrides once; an entry point calls this before its heavy imports
+    (torch, Lightning: seconds to tens of seconds on a busy machine), so a typo fails at once."""
+    if config_name not in _checked:
+        check_overrides(sys.argv, config_name, groups)
+        _checked.append(config_name)
 
 
 def entry(main: Callable[[], Any], groups: tuple[str, ...], config_name: str) -> None:
     """Console entry: validate the command-line overrides, then hand over to the Hydra ``main``."""
-    check_overrides(sys.argv, config_name, groups)
+    check_argv(config_name, groups)
     try:
         check_output_dir(sys.argv, config_name)
     except DDPMError as e:
         _fail(str(e))
+    quiet_library_noise()
     main()

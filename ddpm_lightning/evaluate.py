@@ -8,6 +8,11 @@ table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's samp
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a typo in an override fails here, before torch loads
+    from ddpm_lightning.cli import check_argv
+
+    check_argv("evaluate", ("sampler",))
+
 import json
 import logging
 import time
@@ -26,6 +31,7 @@ from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
 from ddpm_lightning.rundir import check_writable
+from ddpm_lightning.lit.progress import SamplingBar
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     m = cfg.metrics
     path = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "metrics.json"
     check_writable(path, "output", "choose another with output=<file.json>")  # before sampling, not after
+    hint = "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>"  # evaluate's key (not train's data.root)
+    load_mnist(cfg.data_root, str(cfg.split), hint=hint)  # missing data fails here, before the checkpoint loads
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
@@ -90,7 +98,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if any(gen.switches.values()):
         gen.prepare(gen.real_images(), device, str(cfg.data_root))  # missing weights fail here, before sampling
         start = time.perf_counter()
-        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size)  # (n, 1, 28, 28)
+        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size,
+                                 callback=SamplingBar(f"Sampling {gen.n} images"))  # (n, 1, 28, 28)
         generate_s = time.perf_counter() - start
         log.info("sampled %d images in %.1f s (%s)", gen.n, generate_s, sampler_info)
         results.update(gen.compute(images))
@@ -101,7 +110,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
     if m.denoise:
         den = DenoisingMetrics(n=int(m.denoise_n), timesteps=m.denoise_timesteps, seed=int(m.denoise_seed), config_key="metrics")
-        x0 = load_mnist(cfg.data_root, str(cfg.split))[0][: den.n]  # (B, 1, 28, 28)
+        x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint)[0][: den.n]  # (B, 1, 28, 28)
         results.update(den.compute(module, x0))
         settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
     if not results:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from ddpm_lightning.core.errors import DDPMError
 
 OPTIONS = ("precision", "on_device")
@@ -23,12 +21,16 @@ OPTIONS = ("precision", "on_device")
 
 def uses_gpu(accelerator: str) -> bool:
     """Whether Lightning's ``accelerator`` setting puts this run on a CUDA GPU."""
+    import torch  # here, not at the top: the CLI checks overrides before torch is imported
+
     if accelerator in ("gpu", "cuda"):
         return True
     return accelerator == "auto" and torch.cuda.is_available()
 
 
 def cpu_has_native_bf16() -> bool:
+    import torch
+
     cpu = torch.cpu
     return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
@@ -41,6 +43,8 @@ def auto_option(accelerator: str, option: str, num_workers: int = 0) -> Any:
     gpu = uses_gpu(str(accelerator))
     if option == "precision":
         if gpu:
+            import torch
+
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
         return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
     return gpu and int(num_workers) == 0  # on_device

@@ -7,6 +7,12 @@ TensorBoard events into its own directory under outputs/.
 
 from __future__ import annotations
 
+GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
+if __name__ == "__main__":  # a typo in an override fails here, in about a second: before torch and Lightning load
+    from ddpm_lightning.cli import check_argv
+
+    check_argv("train", GROUPS)
+
 import logging
 import time
 from pathlib import Path
@@ -24,10 +30,9 @@ from ddpm_lightning.lit.checkpoint import build_module, check_compatible
 from ddpm_lightning.lit.resilience import OptimizerOverrides
 from ddpm_lightning.lit.startup import check_optimizer, check_resumable, instantiate_trainer, run_fit
 from ddpm_lightning.rundir import write_yaml_atomic
+from ddpm_lightning.lit.run_info import metrics_table, where_lines
 
 log = logging.getLogger(__name__)
-
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
 
 
 def check_ddp_launch(trainer: pl.Trainer) -> None:
@@ -74,10 +79,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report
     metrics["train_time_s"] = time.perf_counter() - start
-    log.info("final metrics: %s", metrics)
+    log.info(metrics_table(metrics, Path(cfg.paths.output_dir, "metrics.yaml")))
     if trainer.is_global_zero:  # under DDP every rank gets here; one writes
         status = {"status": str(interrupted)} if interrupted else {}  # the report lists it as incomplete
         write_yaml_atomic(Path(cfg.paths.output_dir, "metrics.yaml"), {**metrics, **status})
+        log.info(where_lines(cfg.paths.output_dir))
     if interrupted:
         raise interrupted
     objective = cfg.get("optimized_metric")

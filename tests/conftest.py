@@ -35,7 +35,7 @@ def run_cli(
     module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
-    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), **(env or {})}  # warnings shown: tests see what users see
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -72,3 +76,33 @@ class RecordBatches(pl.Callback):
         weights = torch.arange(1, x.shape[1] + 1, dtype=torch.float64)
         with open(self.path, "a") as f:
             f.writelines(f"{v:.6f}\n" for v in (x * weights).sum(1).tolist())
+
+
+class StepFile(pl.Callback):
+    """Write ``trainer.global_step`` to ``path`` after each training batch (atomically: write, then rename),
+    so a test can wait for a state ("at least k optimizer steps done") instead of for time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(str(trainer.global_step))
+        os.replace(tmp, self.path)
+
+
+def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 240) -> bool:
+    """Poll ``predicate`` (a state: a file, a step count) until it holds, ``proc`` exits or ``timeout``
+    seconds pass (a bound against hangs, not a guess at speed). Returns whether the state was reached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def read_step(path: Path) -> int:
+    """The step a ``StepFile`` last wrote, or -1 if none yet."""
+    return int(path.read_text()) if path.is_file() else -1

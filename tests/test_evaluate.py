@@ -63,7 +63,13 @@ def test_evaluate_errors_are_one_line(trained_run: Path, tmp_path: Path) -> None
     proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={ckpt}", "n=4", "metrics.inception_weights=/no/w.pth",
                    f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'a'}")
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: Inception weights not found: /no/w.pth")
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: Inception weights not found: /no/w.pth (from metrics.inception_weights)")  # evaluate's own key
+    proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={ckpt}", f"data_root={tmp_path / 'nowhere'}",
+                   f"hydra.run.dir={tmp_path / 'd'}")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith("error: MNIST files missing in") and last.endswith(
+        "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>")  # not train's data.root / data.download
     proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
     off = [f"metrics.{k}=false" for k in ("psnr_ssim", "fid", "kid", "fid_mnist", "denoise")]

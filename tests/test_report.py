@@ -36,7 +36,7 @@ TINY = [
     "callbacks.sample_grid.n=4",
     "callbacks.progress_bar=null",
     "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
+    "trainer.enable_model_summary=false",
 ]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -244,7 +245,8 @@ class ColdSampler(Sampler):
         noise_scale: float = 1.0,
         device: torch.device | str = "cpu",
         degradation: Degradation | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
         """Unconditional generation: x_T from ``degradation.prior``, then Algorithm 2. (B, C, H, W)."""
         self._bind(degradation)
-        return super().sample(model, shape, generator, noise_scale, device, degradation)
+        return super().sample(model, shape, generator, noise_scale, device, degradation, callback)

@@ -103,8 +103,11 @@ class Sampler:
         noise_scale: float = 1.0,
         device: torch.device | str = "cpu",
         degradation: Degradation | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W)."""
+        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W).
+
+        ``callback(done, total)`` is called after each step (progress bars; it may raise to stop early)."""
         self.set_timesteps()
         like = torch.empty((), device=device)
         if degradation is None:
@@ -122,6 +125,8 @@ class Sampler:
                 pending = pending or noise_chunk(shape, generator, like, sum(noisy[i:]))
                 noise = noise_scale * pending.pop(0)  # (B, C, H, W)
             z = self.step(out, t, t_prev, z, noise)
+            if callback is not None:
+                callback(i + 1, len(self.timesteps))
         return z
 
 

@@ -52,6 +52,12 @@ def to_grid(images: Tensor) -> Tensor:
     return make_grid((images + 1) / 2, nrow=max(1, int(math.ceil(math.sqrt(images.shape[0])))), padding=2)
 
 
+def upscale(grid: Tensor, factor: int = 4) -> Tensor:
+    """(C, H, W) -> (C, factor·H, factor·W), nearest neighbour: TensorBoard shows an image at its pixel
+    size, and a 16-image grid of 28-px digits is only 122 px wide."""
+    return grid.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+
+
 def save_grid(images: Tensor, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,4 +114,4 @@ class SampleGrid(pl.Callback):
             save_grid(images, Path(self.dirpath) / f"epoch_{epoch:03d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples", to_grid(images.cpu()), global_step=trainer.global_step)
+                logger.experiment.add_image("samples", upscale(to_grid(images.cpu())), global_step=trainer.global_step)

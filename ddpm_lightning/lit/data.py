@@ -49,8 +49,25 @@ def read_idx(path: Path, kind: str) -> Tensor:
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)
 
 
-def load_mnist(root: str | os.PathLike, split: str, download: bool = False) -> tuple[Tensor, Tensor]:
-    """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'."""
+def full_cause(exc: BaseException) -> str:
+    """``exc`` and the errors behind it on one line: torchvision's download error puts the reason (the
+    URLs tried, the network error) on its later lines and in its cause."""
+    parts, seen = [], exc
+    while seen is not None and len(parts) < 5:
+        text = " ".join(ln.strip() for ln in str(seen).splitlines() if ln.strip())
+        parts.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return "; caused by ".join(parts)
+
+
+ROOT_HINT = "set DDPM_DATA_DIR or data.root"  # the training config's keys; evaluate names its own (data_root)
+
+
+def load_mnist(
+    root: str | os.PathLike, split: str, download: bool = False, hint: str = ROOT_HINT + ", or data.download=true"
+) -> tuple[Tensor, Tensor]:
+    """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'. ``hint``: how
+    the caller's config points at the data (the end of the missing-files error)."""
     raw = Path(root) / "MNIST" / "raw"
     # exists(), not is_file(): a present but unreadable entry is reported as such by read_idx
     missing = [name for (s, _), name in _FILES.items() if s == split and not (raw / name).exists()]
@@ -61,11 +78,11 @@ def load_mnist(root: str | os.PathLike, split: str, download: bool = False) -> t
             MNIST(str(root), train=split == "train", download=True)
         except Exception as e:  # no network, permission, ...
             raise DDPMError(
-                f"MNIST not found in {raw} and the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                "set DDPM_DATA_DIR or data.root to a folder holding MNIST/raw/"
+                f"MNIST not found in {raw} and the download failed ({full_cause(e)}); "
+                f"{ROOT_HINT} to a folder holding MNIST/raw/"
             ) from None
     elif missing:
-        raise DDPMError(f"MNIST files missing in {raw}: {missing}; set DDPM_DATA_DIR or data.root, or data.download=true")
+        raise DDPMError(f"MNIST files missing in {raw}: {missing}; {hint}")
     images = read_idx(raw / _FILES[(split, "images")], "images")  # (N, 28, 28) uint8
     labels = read_idx(raw / _FILES[(split, "labels")], "labels")  # (N,) uint8
     if images.shape[0] != labels.shape[0]:

@@ -177,7 +177,8 @@ class GenerativeMetrics(pl.Callback):
         self.n_real = real.shape[0]
         if self.switches["fid"] or self.switches["kid"]:
             self.inception = InceptionFeatures(
-                self.inception_weights, how_to_disable=off, dims=self.inception_dims, antialias=self.inception_antialias
+                self.inception_weights, how_to_disable=off, dims=self.inception_dims, antialias=self.inception_antialias,
+                weights_key=f"{self.config_key}.inception_weights",
             ).to(device)
             self.real["inception"] = self._real_features(self.inception, real)
         if self.switches["fid_mnist"]:

@@ -90,10 +90,10 @@ class FeatureExtractor(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, self.num_features, device="cpu")
 
 
-def resolve_inception_weights(path: str | os.PathLike | None) -> str | None:
-    """The Inception weights file: ``path`` (config) if given, else ``$DDPM_FID_WEIGHTS``, else ``None``
+def resolve_inception_weights(path: str | os.PathLike | None, key: str = "inception_weights") -> str | None:
+    """The Inception weights file: ``path`` (config ``key``) if given, else ``$DDPM_FID_WEIGHTS``, else ``None``
     (torch-fidelity's own download into the torch hub cache). A named file must exist."""
-    source = "the inception_weights option"
+    source = key
     if not path:
         path, source = os.environ.get(FID_WEIGHTS_ENV) or None, FID_WEIGHTS_ENV
     if path is None:
@@ -110,8 +110,9 @@ class InceptionFeatures(FeatureExtractor):
     """FID's Inception-v3 features: the 2048-d pool3 features (standard FID), or the 64/192/768-d
     pooled activations of earlier blocks (torchmetrics' ``feature`` choices; cheap, for smoke tests).
     ``weights``: see ``resolve_inception_weights``. ``how_to_disable`` completes the one-line error
-    raised when no weights can be had. ``antialias``: False resizes to 299 like TF1 / torch-fidelity (the
-    reference FID); True with PyTorch's antialiased bilinear. The name (cache key) encodes the resize."""
+    raised when no weights can be had; ``weights_key`` is the config key that sets ``weights``. ``antialias``:
+    False resizes to 299 like TF1 / torch-fidelity (the reference FID); True with PyTorch's antialiased
+    bilinear. The name (cache key) encodes the resize."""
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class InceptionFeatures(FeatureExtractor):
         how_to_disable: str = "",
         dims: int = 2048,
         antialias: bool = False,
+        weights_key: str = "inception_weights",
     ) -> None:
         super().__init__(batch_size)
         from torchmetrics.image.fid import NoTrainInceptionV3
@@ -127,7 +129,7 @@ class InceptionFeatures(FeatureExtractor):
         if dims not in INCEPTION_DIMS:
             raise DDPMError(f"inception_dims must be one of {list(INCEPTION_DIMS)}, got {dims!r}")
         self.num_features = dims
-        path = resolve_inception_weights(weights)
+        path = resolve_inception_weights(weights, weights_key)
         if path is not None:
             try:  # a plain state dict; check it without running code from the file
                 torch.load(path, map_location="cpu", weights_only=True)
@@ -145,7 +147,7 @@ class InceptionFeatures(FeatureExtractor):
             first = _first_line(e)
             raise DDPMError(
                 f"FID/KID need the Inception weights ({INCEPTION_FILE}) and {what} failed ({type(e).__name__}: {first}); "
-                f"set {FID_WEIGHTS_ENV}=/path/to/{INCEPTION_FILE} or the inception_weights option"
+                f"set {FID_WEIGHTS_ENV}=/path/to/{INCEPTION_FILE} or {weights_key}=/path/to/{INCEPTION_FILE}"
                 + (f", or turn FID/KID off ({how_to_disable})" if how_to_disable else "")
             ) from None
         self.weights = path or "torch-fidelity download (torch hub cache)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,12 +24,18 @@ from ddpm_lightning.core.samplers import Sampler
 from ddpm_lightning.core.schedules import NoiseSchedule
 
 SamplerFactory = Callable[..., Sampler]
+StepCallback = Callable[[int, int], None]  # (steps done, steps in all): progress bars, interruption
 
 CONFIG_KEY = "ddpm_config"  # the resolved Hydra config, stored in every checkpoint
 
 # Sampling precision -> the autocast dtype of the network's forward (None: float32). Lightning's precision
 # names, so ``module.sample_precision: ${trainer.precision}`` samples in the precision the run trains in.
 AUTOCAST = {"32-true": None, "32": None, "64-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def _chunk_step(callback: StepCallback, k: int, chunks: int, done: int, total: int) -> None:
+    """Chunk k's step ``done`` of ``total`` as one count over all ``chunks`` chunks."""
+    callback(k * total + done, chunks * total)
 
 
 class NonFiniteLossError(DDPMError):
@@ -68,6 +75,8 @@ class DiffusionModule(pl.LightningModule):
         # the epoch-mean training loss, kept in checkpoints so that a mid-epoch resume continues the mean
         self.train_loss_mean = MeanMetric()
         self._resumed_loss: dict[str, Any] | None = None
+        # n images -> a StepCallback for that generate() call; set by lit/progress.py's SamplingProgress
+        self.sampling_progress: Callable[[int], StepCallback] | None = None
 
     # ---- the training path -------------------------------------------------------------------
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
@@ -133,13 +142,18 @@ class DiffusionModule(pl.LightningModule):
 
     @torch.no_grad()
     def generate(
-        self, n: int, seed: int = 0, sampler: SamplerFactory | None = None, batch_size: int = 500
+        self, n: int, seed: int = 0, sampler: SamplerFactory | None = None, batch_size: int = 500,
+        callback: StepCallback | None = None,
     ) -> Tensor:
         """n images (n, 1, 28, 28), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
 
         The training RNG is untouched, so grids are comparable across epochs and runs. The network runs
         in ``sample_precision`` (by default the run's training precision; float32 for ``32-true``).
+        ``callback(done, total)`` (else ``sampling_progress(n)``) sees the steps of all chunks as one count.
         """
+        if callback is None and self.sampling_progress is not None:
+            callback = self.sampling_progress(n)
+        chunks = -(-n // batch_size)
         was_training = self.training
         self.eval()
         chain = self.make_sampler(sampler)
@@ -147,10 +161,12 @@ class DiffusionModule(pl.LightningModule):
         shape = tuple(self.run_config.get("image_shape", (1, 28, 28)))
         out = []
         with self.sampling_autocast():
-            for start in range(0, n, batch_size):
+            for k, start in enumerate(range(0, n, batch_size)):
                 b = min(batch_size, n - start)
+                step = None if callback is None else partial(_chunk_step, callback, k, chunks)
                 out.append(
-                    chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device, self.degradation)
+                    chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device,
+                                 self.degradation, step)
                 )
         self.train(was_training)
         return torch.cat(out).clamp(-1, 1)

@@ -124,7 +124,7 @@ def test_cached_features_computed_once(tmp_path: Path, classifier_features, mnis
 
 
 def test_inception_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DDPMError, match=r"Inception weights not found: /no/such.pth \(from the inception_weights option\)"):
+    with pytest.raises(DDPMError, match=r"Inception weights not found: /no/such.pth \(from inception_weights\)"):
         metrics.InceptionFeatures("/no/such.pth")
     monkeypatch.setenv("DDPM_FID_WEIGHTS", str(tmp_path / "gone.pth"))
     with pytest.raises(DDPMError, match="gone.pth \\(from DDPM_FID_WEIGHTS\\)"):
@@ -249,7 +249,8 @@ def test_missing_weights_stop_the_run_at_start_up(tmp_path: Path, data_dir: Path
                    f"hydra.run.dir={run}", f"paths.cache_dir={tmp_path / 'cache'}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: Inception weights not found: /no/inception.pth (from the inception_weights option); point it at pt_inception-2015-12-05.pth"
+        "error: Inception weights not found: /no/inception.pth (from callbacks.generative_metrics.inception_weights); "
+        "point it at pt_inception-2015-12-05.pth"
     )
     assert not (run / "checkpoints").exists() or not list((run / "checkpoints").iterdir())
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,6 +23,7 @@ from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from tests.conftest import DATA_DIR, TINY, run_cli
+from tests.helpers import read_step, wait_for
 
 
 # TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
@@ -118,25 +118,27 @@ def _restore_sigint() -> None:
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
     log = tmp_path / "log.txt"
+    steps = tmp_path / "steps.txt"
     args = list(UNBOUNDED)
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
-             "callbacks.progress_bar.refresh_rate=1", f"hydra.run.dir={run_dir}"],
+             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.StepFile",
+             f"+callbacks.steps.path={steps}", f"hydra.run.dir={run_dir}"],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
             preexec_fn=_restore_sigint,
         )
-        deadline = time.time() + 120
-        while "Epoch 0:" not in log.read_text() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-        time.sleep(2)  # a few steps into the epoch
+        # a state, not a time: at least 2 optimizer steps done, however busy the machine is
+        reached = wait_for(lambda: read_step(steps) >= 2, proc)
+        seen = read_step(steps)
         proc.send_signal(sig)
         code = proc.wait(timeout=120)
     out = log.read_text()
+    assert reached, out[-3000:]
     assert code == rc, out[-3000:]  # 128 + signal number: SIGTERM 143, Ctrl-C 130
     assert f"interrupted ({name})" in out and "Traceback" not in out, out[-3000:]
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert ckpt["global_step"] > 0 and "rng_states" in ckpt and ckpt["optimizer_states"]
+    assert ckpt["global_step"] >= seen >= 2 and "rng_states" in ckpt and ckpt["optimizer_states"]
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
 
 
@@ -149,11 +151,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
     )
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if last.is_file() and read_checkpoint(last)["global_step"] >= 4:
-            break
-        time.sleep(0.5)
+    wait_for(lambda: last.is_file() and read_checkpoint(last)["global_step"] >= 4, proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait(timeout=60)
     ckpt = read_checkpoint(last)  # complete and loadable

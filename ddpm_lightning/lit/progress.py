@@ -1,0 +1,84 @@
+"""Progress and prompt interruption for sampling, which takes minutes on CPU (1000 ancestral steps).
+
+- ``SamplingBar``: a ``callback(done, total)`` for ``Sampler.sample`` / ``DiffusionModule.generate``: a tqdm
+  bar with steps and ETA, and one log line with the cost when the chain ends.
+- ``SamplingProgress``: a Lightning callback that gives every ``generate`` inside ``fit`` (the sample grid,
+  the generative metrics) such a bar, below Lightning's own bars, and stops sampling between two steps
+  when SIGTERM is pending (``trainer.received_sigterm``): Lightning's loops only check it between batches,
+  so without this a SIGTERM waits for the whole chain (minutes). ``InterruptCheckpoint`` then saves.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ddpm_lightning.lit.module import DiffusionModule, StepCallback
+
+log = logging.getLogger(__name__)
+
+
+class SamplingBar:
+    """``callback(done, total)`` over one ``generate``: opens a bar at the first step, closes it at the last
+    and logs ``sampled <what>: <total> steps in <s> s (<ms> ms/step)``."""
+
+    def __init__(self, desc: str = "Sampling", enabled: bool = True, position: int = 0) -> None:
+        self.desc, self.enabled, self.position = desc, enabled, position
+        self._bar: Any = None
+        self._start = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._start == 0.0:  # the first step of this chain
+            self._start = time.perf_counter()
+            if self.enabled and self._bar is None:
+                self._bar = Tqdm(desc=self.desc, total=total, position=self.position, leave=False, unit="step",
+                                 dynamic_ncols=True, file=sys.stdout)
+        if self._bar is not None:
+            self._bar.n = done
+            self._bar.refresh() if done == total else self._bar.update(0)
+        if done == total:
+            self.close()
+            cost = time.perf_counter() - self._start
+            log.info("%s: %d steps in %.1f s (%.1f ms/step)", self.desc, total, cost, 1000 * cost / max(total, 1))
+            self._start = 0.0
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class SamplingProgress(pl.Callback):
+    """A progress bar and a cost line for each sampling run during ``fit``; stops it promptly on SIGTERM."""
+
+    def __init__(self, bar: bool = True) -> None:
+        self.bar = bar
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if isinstance(pl_module, DiffusionModule):
+            pl_module.sampling_progress = lambda n: self._callback(trainer, n)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if isinstance(pl_module, DiffusionModule):
+            pl_module.sampling_progress = None
+
+    def _callback(self, trainer: pl.Trainer, n: int) -> StepCallback:
+        progress = trainer.progress_bar_callback
+        enabled = self.bar and trainer.is_global_zero and progress is not None and not progress.is_disabled
+        position = 2 * getattr(progress, "process_position", 0) + 2  # below the epoch and validation bars
+        bar = SamplingBar(f"Sampling {n} images", enabled=enabled, position=position)
+
+        def step(done: int, total: int) -> None:
+            if trainer.received_sigterm:  # between two network calls: seconds, not the rest of the chain
+                bar.close()
+                log.warning("SIGTERM during sampling (step %d of %d): stopping", done, total)
+                raise SIGTERMException
+            bar(done, total)
+
+        return step
