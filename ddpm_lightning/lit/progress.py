@@ -6,6 +6,7 @@
   the generative metrics) such a bar, below Lightning's own bars, and stops sampling between two steps
   when SIGTERM is pending (``trainer.received_sigterm``): Lightning's loops only check it between batches,
   so without this a SIGTERM waits for the whole chain (minutes). ``InterruptCheckpoint`` then saves.
+  Under DDP the chain finishes first (the ranks meet in an all_gather of the samples right after).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class SamplingProgress(pl.Callback):
         bar = SamplingBar(f"Sampling {n} images", enabled=enabled, position=position)
 
         def step(done: int, total: int) -> None:
-            if trainer.received_sigterm:  # between two network calls: seconds, not the rest of the chain
+            # Between two network calls: seconds, not the rest of the chain. Single process only: under DDP the
+            # other ranks would wait for this one's samples in all_gather, so there the chain finishes first.
+            if trainer.received_sigterm and trainer.world_size == 1:
                 bar.close()
                 log.warning("SIGTERM during sampling (step %d of %d): stopping", done, total)
                 raise SIGTERMException
