@@ -35,7 +35,9 @@ def run_cli(
     module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
-    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), **(env or {})}  # warnings shown: tests see what users see
+    # warnings shown: tests see what users see. PYTHONPATH: test-only callbacks (tests.helpers) from any cwd
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONPATH": pythonpath, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )
