@@ -185,7 +185,9 @@ class DDIM(Sampler):
 
     name = "ddim"
 
-    def __init__(self, process: DiffusionProcess, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear") -> None:
+    def __init__(
+        self, process: DiffusionProcess, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear"
+    ) -> None:
         super().__init__(process)
         check_steps(process.schedule, num_steps, eta, spacing)
         self.num_steps = num_steps

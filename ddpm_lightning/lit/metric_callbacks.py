@@ -326,7 +326,8 @@ class DenoisingMetrics(pl.Callback):
 
     z_t comes from the module's own process with noise from ``seed`` (fixed per t), then
     x̂0 = ``process.x0_from_output``: (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t for ε-prediction (Ho et al. 2020, eq. 4 solved
-    for x0), or the network output itself for a degradation predicting 'x0'. x̂0 is clamped to [−1, 1]; pixels compared in [0, 1].
+    for x0), or the network output itself for a degradation predicting 'x0'. x̂0 is clamped to [−1, 1];
+    pixels compared in [0, 1].
     ``timesteps`` null: round(0.1·T), round(0.5·T), round(0.9·T) (100, 500, 900 at T = 1000).
     """
 

@@ -1,8 +1,9 @@
 """DiffusionModule: one batch from the data module through degradation → network → loss.
 
 Training (Ho et al. 2020, Algorithm 1): t ~ U{1..T}, (z_t, target) = process.training_example(x0, t),
-loss = ‖g(z_t, t) − target‖² (``process``: core/process.py, the schedule and degradation together). Validation uses the same loss with a fixed generator per batch, so
-``val/loss`` is comparable across epochs and runs. Sampling goes through the configured sampler.
+loss = ‖g(z_t, t) − target‖² (``process``: core/process.py, the schedule and degradation together).
+Validation uses the same loss with a fixed generator per batch, so ``val/loss`` is comparable across
+epochs and runs. Sampling goes through the configured sampler, built once from the process.
 """
 
 from __future__ import annotations
