@@ -36,6 +36,7 @@ from benchmarks.common import (
     sync,
 )
 from ddpm_lightning.core.degradations import Degradation
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.schedules import NoiseSchedule
 from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
@@ -124,6 +125,7 @@ def bare_loop(
 ) -> float:
     """images/s of a plain PyTorch loop: shuffled batches of the in-memory images ``x`` (N, 1, 28, 28)."""
     network.train()
+    process = DiffusionProcess(schedule, degradation)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(x.device)
     stamps: list[float] = []
@@ -135,7 +137,7 @@ def bare_loop(
         x0 = x[perm[j : j + batch]].to(device, non_blocking=True)  # (B, 1, 28, 28)
         t = torch.randint(1, schedule.T + 1, (batch,), device=device)  # (B,)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            z_t, target = degradation.training_example(x0, t, schedule, None)  # (B, 1, 28, 28) each
+            z_t, target = process.training_example(x0, t)  # (B, 1, 28, 28) each
             loss = F.mse_loss(network(z_t, t), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

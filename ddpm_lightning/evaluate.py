@@ -80,7 +80,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     load_mnist(cfg.data_root, str(cfg.split), hint=hint)  # missing data fails here, before the checkpoint loads
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
-    sampler_info = describe_sampler(module.make_sampler(sampler))  # an incompatible sampler fails here
+    chain = module.make_sampler(sampler)  # built once; an incompatible sampler fails here
+    sampler_info = describe_sampler(chain)
     gen = GenerativeMetrics(
         n=int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
         psnr_ssim=bool(m.psnr_ssim), fid=bool(m.fid), kid=bool(m.kid), fid_mnist=bool(m.fid_mnist),
@@ -98,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if any(gen.switches.values()):
         gen.prepare(gen.real_images(), device, str(cfg.data_root))  # missing weights fail here, before sampling
         start = time.perf_counter()
-        images = module.generate(gen.n, seed=gen.seed, sampler=sampler, batch_size=gen.batch_size,
+        images = module.generate(gen.n, seed=gen.seed, sampler=chain, batch_size=gen.batch_size,
                                  callback=SamplingBar(f"Sampling {gen.n} images"))  # (n, 1, 28, 28)
         generate_s = time.perf_counter() - start
         log.info("sampled %d images in %.1f s (%s)", gen.n, generate_s, sampler_info)

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ddpm_lightning.core.degradations import Degradation, randn
+from ddpm_lightning.core.degradations import Degradation, TrainingExample, randn
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.core.samplers import Model, Sampler
+from ddpm_lightning.core.process import DiffusionProcess
+from ddpm_lightning.core.samplers import Model, Sampler, StepOutput
 from ddpm_lightning.core.schedules import NoiseSchedule
 
 
@@ -93,8 +93,8 @@ class Deterministic(Degradation):
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        return self.degrade(x0, t, schedule), x0  # (x_t, target x0)
+    ) -> TrainingExample:
+        return TrainingExample(self.degrade(x0, t, schedule), x0)  # (x_t, target x0)
 
 
 class Blur(Deterministic):
@@ -144,7 +144,7 @@ class Blur(Deterministic):
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> TrainingExample:
         if self.training:  # moments of the channel means, on the device, no host sync
             m = x0.detach().float().mean(dim=(2, 3)).flatten()  # (B·C,)
             n_new = self.prior_count + m.numel()
@@ -158,12 +158,10 @@ class Blur(Deterministic):
     def prior_std(self) -> Tensor:
         return (self.prior_sq - self.prior_mean**2).clamp_min(0).sqrt()
 
-    def prior(
-        self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, noise_scale: float = 1.0
-    ) -> Tensor:
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
         """x_T = m + prior_noise·ε: m ~ N(mean, std²) per image and channel (B, C, 1, 1), ε per pixel.
 
-        ``noise_scale`` is ignored: a cold degradation has no noise scale.
+        A cold degradation has no noise scale: ``noise_scale`` (1) is not used.
         """
         b, c = shape[:2]
         mean, std = self.prior_mean.to(like.device), self.prior_std.to(like.device)
@@ -186,14 +184,18 @@ class ColdSampler(Sampler):
     name = "cold"
     prediction = "x0"
 
-    def __init__(self, schedule: NoiseSchedule, num_steps: int | None = None) -> None:
-        super().__init__(schedule)
+    def __init__(self, process: DiffusionProcess, num_steps: int | None = None) -> None:
+        super().__init__(process)  # x0-prediction checked there
+        if not isinstance(process.degradation, Deterministic):
+            name = type(process.degradation).__name__
+            raise DDPMError(f"sampler 'cold' needs a deterministic (cold) degradation such as blur, got {name}")
+        T = process.T
         if num_steps is not None and (
-            isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= schedule.T
+            isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= T
         ):
-            raise DDPMError(f"sampler.num_steps must be null or an integer in [1, T={schedule.T}], got {num_steps!r}")
+            raise DDPMError(f"sampler.num_steps must be null or an integer in [1, T={T}], got {num_steps!r}")
         self.num_steps = num_steps
-        self.degradation: Deterministic | None = None
+        self.degradation: Deterministic = process.degradation
 
     def set_timesteps(self) -> None:
         if self.num_steps is None:
@@ -205,26 +207,17 @@ class ColdSampler(Sampler):
     def needs_noise(self, t_prev: int) -> bool:
         return False
 
-    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
-        if self.degradation is None:
-            raise DDPMError("sampler 'cold' needs the degradation: call sample(..., degradation=...) or restore()")
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
+        x0_hat = self.process.x0_from_output(z, t, model_output)  # x̂0 = R(x_t, t), Alg. 2, line 3
         b = z.shape[0]
         t_now = torch.full((b,), t, device=z.device, dtype=torch.long)
         t_next = torch.full((b,), t_prev, device=z.device, dtype=torch.long)
         d = self.degradation.degrade
-        return z - d(model_output, t_now, self.schedule) + d(model_output, t_next, self.schedule)  # Alg. 2, line 4
-
-    def _bind(self, degradation: Degradation | None) -> Deterministic:
-        if not isinstance(degradation, Deterministic):
-            name = type(degradation).__name__ if degradation is not None else "None"
-            raise DDPMError(f"sampler 'cold' needs a deterministic (cold) degradation such as blur, got {name}")
-        self.degradation = degradation
-        return degradation
+        return StepOutput(z - d(x0_hat, t_now, self.schedule) + d(x0_hat, t_next, self.schedule), x0_hat)  # line 4
 
     @torch.no_grad()
-    def restore(self, model: Model, x_t: Tensor, degradation: Degradation, t: int | None = None) -> Tensor:
+    def restore(self, model: Model, x_t: Tensor, t: int | None = None) -> Tensor:
         """Algorithm 2 from a given degraded batch x_t (B, C, H, W) at step t (default T) down to x_0."""
-        self._bind(degradation)
         self.set_timesteps()
         start = self.schedule.T if t is None else t
         if not 1 <= start <= self.schedule.T:
@@ -233,20 +226,5 @@ class ColdSampler(Sampler):
         z = x_t
         for i, s in enumerate(self.timesteps):
             out = model(z, torch.full((z.shape[0],), s, device=z.device, dtype=torch.long))  # x̂0
-            z = self.step(out, s, self.previous(i), z, None)
+            z = self.step(out, s, self.previous(i), z, None).prev_sample
         return z
-
-    @torch.no_grad()
-    def sample(
-        self,
-        model: Model,
-        shape: tuple[int, ...],
-        generator: torch.Generator | None = None,
-        noise_scale: float = 1.0,
-        device: torch.device | str = "cpu",
-        degradation: Degradation | None = None,
-        callback: Callable[[int, int], None] | None = None,
-    ) -> Tensor:
-        """Unconditional generation: x_T from ``degradation.prior``, then Algorithm 2. (B, C, H, W)."""
-        self._bind(degradation)
-        return super().sample(model, shape, generator, noise_scale, device, degradation, callback)

@@ -1,12 +1,15 @@
 """Degradations: what the forward process does to x0 at step t and what the network learns.
 
 A degradation answers, for the Lightning module and the samplers:
-- ``training_example(x0, t)``: the degraded input z_t and the network's regression target
-  (what the forward process does to x0 at step t, and what the network learns);
+- ``training_example(x0, t, schedule)``: the degraded input z_t and the network's regression target
+  (what the forward process does to x0 at step t, and what the network learns), with the batch's
+  statistics worth logging (``TrainingExample.stats``);
 - ``prediction``: what that target is ("eps": the noise added, "x0": the clean image); a sampler
   inverts only a degradation with the same ``prediction`` (the module checks it);
 - ``noise_scale``: the scale of the noise at sampling time (z_T ~ N(0, s²·I), each step's noise × s);
 - ``prior(shape)``: where sampling starts, z_T (Gaussian: s·ε; Cold Diffusion: a fully degraded image).
+
+Callers use these through ``process.DiffusionProcess``, which pairs the degradation with its schedule.
 
 Gaussian DDPM (Ho et al. 2020) is one implementation; DES scales the noise by sigmoid(entropy).
 Deterministic degradations (Cold Diffusion) live in ``cold.py``.
@@ -14,6 +17,8 @@ Deterministic degradations (Cold Diffusion) live in ``cold.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -30,6 +35,19 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tenso
     return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
+@dataclass(frozen=True)
+class TrainingExample:
+    """What one training batch becomes: unpacks as ``z_t, target = example`` (each (B, C, H, W));
+    ``stats``: the batch's scalars worth logging (DES: ``entropy`` and ``scale``), empty for most."""
+
+    z_t: Tensor
+    target: Tensor
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter((self.z_t, self.target))
+
+
 class Degradation(nn.Module):
     """Base class. Subclasses implement ``training_example`` (and ``prior`` if z_T is not s·ε)."""
 
@@ -37,7 +55,7 @@ class Degradation(nn.Module):
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> TrainingExample:
         """(z_t, target), both (B, C, H, W), for clean images x0 (B, C, H, W) and steps t (B,)."""
         raise NotImplementedError
 
@@ -46,15 +64,9 @@ class Degradation(nn.Module):
         """Scale s of z_T and of every injected noise at sampling time (1 for plain DDPM)."""
         return 1.0
 
-    def prior(
-        self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, noise_scale: float = 1.0
-    ) -> Tensor:
-        """The starting point z_T of sampling, on ``like``'s device: noise_scale·ε, ε ~ N(0, I)."""
-        return noise_scale * randn(shape, generator, like)
-
-    def stats(self) -> dict[str, Tensor]:
-        """Scalars worth logging after the last ``training_example`` (e.g. entropy, scale)."""
-        return {}
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+        """The starting point z_T of sampling, on ``like``'s device: s·ε, ε ~ N(0, I), s = ``noise_scale``."""
+        return self.noise_scale * randn(shape, generator, like)
 
 
 class Gaussian(Degradation):
@@ -67,7 +79,11 @@ class Gaussian(Degradation):
 
     def scale(self, x0: Tensor) -> Tensor:
         """Noise scale s for this batch, broadcastable to x0. Gaussian DDPM: 1."""
-        return x0.new_ones(())
+        return self.scale_with_stats(x0)[0]
+
+    def scale_with_stats(self, x0: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """(s, the statistics it was computed from, for logging). Gaussian DDPM: (1, {})."""
+        return x0.new_ones(()), {}
 
     def corrupt(self, x0: Tensor, t: Tensor, noise: Tensor, schedule: NoiseSchedule) -> Tensor:
         """Closed-form forward process q(z_t | x0) given the (already scaled) noise."""
@@ -77,9 +93,10 @@ class Gaussian(Degradation):
 
     def training_example(
         self, x0: Tensor, t: Tensor, schedule: NoiseSchedule, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        noise = self.scale(x0) * randn(tuple(x0.shape), generator, x0)  # (B, C, H, W)
-        return self.corrupt(x0, t, noise, schedule), noise
+    ) -> TrainingExample:
+        s, stats = self.scale_with_stats(x0)
+        noise = s * randn(tuple(x0.shape), generator, x0)  # (B, C, H, W)
+        return TrainingExample(self.corrupt(x0, t, noise, schedule), noise, stats)
 
 
 class EntropyScaled(Gaussian):
@@ -124,10 +141,10 @@ class EntropyScaled(Gaussian):
         self.sample_scale = sample_scale
         self.register_buffer("running_scale", torch.ones(()))
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
-        self._last: dict[str, Tensor] = {}
 
-    def scale(self, x0: Tensor) -> Tensor:
-        """s = sigmoid((H − offset)/temperature): () for the batch, (B, 1, 1, 1) per image."""
+    def scale_with_stats(self, x0: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """s = sigmoid((H − offset)/temperature): () for the batch, (B, 1, 1, 1) per image; and the
+        batch's mean entropy H and mean scale s (``entropy``, ``scale``), 0-dim on the device."""
         if self.per_image:
             h = image_entropy(x0, self.bins)  # (B,)
         else:
@@ -136,14 +153,11 @@ class EntropyScaled(Gaussian):
         if self.training:  # cumulative mean of s over training batches, without a host sync
             self.num_batches += 1
             self.running_scale += (s.mean() - self.running_scale) / self.num_batches
-        self._last = {"entropy": h.mean(), "scale": s.mean()}
-        return s.view(-1, 1, 1, 1) if self.per_image else s
+        stats = {"entropy": h.mean(), "scale": s.mean()}
+        return (s.view(-1, 1, 1, 1) if self.per_image else s), stats
 
     @property
     def noise_scale(self) -> float:
         if self.sample_scale is not None:
             return float(self.sample_scale)
         return float(self.running_scale)
-
-    def stats(self) -> dict[str, Tensor]:
-        return dict(self._last)

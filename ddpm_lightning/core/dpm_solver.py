@@ -3,7 +3,7 @@
 Lu et al. 2022 ("DPM-Solver++", Algorithm 2 and its SDE form, §5/App. B). With α_t = √ᾱ_t,
 σ_t = √(1−ᾱ_t), λ_t = log(α_t/σ_t) and h = λ_prev − λ_t > 0, a step from t to t_prev is
 
-    D      = x̂0 = (z_t − σ_t·ĝ)/α_t                                       (data prediction)
+    D      = x̂0 = (z_t − σ_t·ĝ)/α_t  (``process.x0_from_output``)       (data prediction)
     D₂     = D + (1/(2r))·(D − D_last),  r = h_last/h                    (2nd order; D on the first step)
     z_prev = (σ_prev/σ_t)·e^{−ηh}·z_t + α_prev·(1 − e^{−(1+η)h})·D₂ + σ_prev·√(1 − e^{−2ηh})·e
 
@@ -21,18 +21,18 @@ import math
 from torch import Tensor
 
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.core.samplers import Sampler, check_steps, spaced_timesteps
-from ddpm_lightning.core.schedules import NoiseSchedule
+from ddpm_lightning.core.process import DiffusionProcess
+from ddpm_lightning.core.samplers import Sampler, StepOutput, check_steps, spaced_timesteps
 
 
 class DPMSolver(Sampler):
     name = "dpm_solver"
 
     def __init__(
-        self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 1.0, order: int = 2, spacing: str = "logsnr"
+        self, process: DiffusionProcess, num_steps: int = 50, eta: float = 1.0, order: int = 2, spacing: str = "logsnr"
     ) -> None:
-        super().__init__(schedule)
-        check_steps(schedule, num_steps, eta, spacing)
+        super().__init__(process)
+        check_steps(process.schedule, num_steps, eta, spacing)
         if order not in (1, 2):
             raise DDPMError(f"sampler.order must be one of [1, 2], got {order!r}")
         self.num_steps, self.eta, self.order, self.spacing = num_steps, eta, order, spacing
@@ -47,12 +47,12 @@ class DPMSolver(Sampler):
     def needs_noise(self, t_prev: int) -> bool:
         return self.eta > 0 and t_prev > 0
 
-    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
         ab, ab_prev = self._alpha_bars[t], self._alpha_bars[t_prev]
         alpha, sigma = math.sqrt(ab), math.sqrt(1 - ab)
-        d = (z - sigma * model_output) / alpha  # x̂0, (B, C, H, W)
+        d = self.process.x0_from_output(z, t, model_output)  # x̂0 = (z_t − σ_t·ĝ)/α_t, (B, C, H, W)
         if t_prev == 0:
-            return d
+            return StepOutput(d, d)
         alpha_prev, sigma_prev = math.sqrt(ab_prev), math.sqrt(1 - ab_prev)
         h = math.log(alpha_prev / sigma_prev) - math.log(alpha / sigma)  # λ_prev − λ_t
         d2 = d
@@ -62,5 +62,5 @@ class DPMSolver(Sampler):
         self._last = (d, h)
         z_prev = sigma_prev / sigma * math.exp(-self.eta * h) * z - alpha_prev * math.expm1(-(1 + self.eta) * h) * d2
         if noise is None:
-            return z_prev
-        return z_prev + sigma_prev * math.sqrt(-math.expm1(-2 * self.eta * h)) * noise
+            return StepOutput(z_prev, d)
+        return StepOutput(z_prev + sigma_prev * math.sqrt(-math.expm1(-2 * self.eta * h)) * noise, d)

@@ -1,5 +1,9 @@
 """Samplers for ε-predicting degradations, diffusers-style: ``set_timesteps`` then ``step``.
 
+A sampler is built from a ``DiffusionProcess`` (``DDIM(process, num_steps=50)``), which gives it the
+schedule, the prior z_T, the noise scale and the x̂0 formula; ``step`` returns the next sample and x̂0
+(``StepOutput``, like diffusers' ``SchedulerOutput(prev_sample, pred_original_sample)``).
+
 - ``Ancestral``: Ho et al. 2020, Algorithm 2 (σ_t² = β_t, or the posterior variance β̃_t).
 - ``DDIM``: Song et al. 2021, eq. 12, on k spaced steps (``spaced_timesteps``), stochasticity η.
 - ``DPMSolver`` (core/dpm_solver.py): DPM-Solver++(2M), its SDE form by default, on k spaced steps.
@@ -13,15 +17,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ddpm_lightning.core.degradations import Degradation, randn
+from ddpm_lightning.core.degradations import randn
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.schedules import NoiseSchedule
 
 Model = Callable[[Tensor, Tensor], Tensor]
+
+
+class StepOutput(NamedTuple):
+    """One sampler step: the next sample z_{t_prev} and the x̂0 it was computed from, (B, C, H, W) each."""
+
+    prev_sample: Tensor
+    pred_original_sample: Tensor
 
 
 SPACINGS = ("linear", "quadratic", "logsnr")
@@ -73,13 +86,19 @@ def check_steps(schedule: NoiseSchedule, num_steps: int, eta: float, spacing: st
 
 
 class Sampler:
-    """Base: a descending list of timesteps and a ``step`` from t to the previous timestep."""
+    """Base: a descending list of timesteps and a ``step`` from t to the previous timestep, for ``process``."""
 
     name = "sampler"
     prediction = "eps"
 
-    def __init__(self, schedule: NoiseSchedule) -> None:
-        self.schedule = schedule
+    def __init__(self, process: DiffusionProcess) -> None:
+        if process.prediction != self.prediction:
+            raise DDPMError(
+                f"sampler '{self.name}' needs a degradation predicting '{self.prediction}', "
+                f"but '{type(process.degradation).__name__}' predicts '{process.prediction}'"
+            )
+        self.process = process
+        self.schedule = process.schedule
         self.timesteps: list[int] = []
 
     def set_timesteps(self) -> None:
@@ -88,7 +107,8 @@ class Sampler:
     def previous(self, i: int) -> int:
         return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
 
-    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
+        """(z_{t_prev}, x̂0) from the network's output at z = z_t; ``noise`` (already × s) if ``needs_noise``."""
         raise NotImplementedError
 
     def needs_noise(self, t_prev: int) -> bool:
@@ -100,20 +120,16 @@ class Sampler:
         model: Model,
         shape: tuple[int, ...],
         generator: torch.Generator | None = None,
-        noise_scale: float = 1.0,
         device: torch.device | str = "cpu",
-        degradation: Degradation | None = None,
         callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Run the whole chain from z_T ~ N(0, s²·I) (or ``degradation.prior``) to z_0. Returns (B, C, H, W).
+        """Run the whole chain from z_T = ``process.prior`` (s·ε, ε ~ N(0, I)) to z_0. Returns (B, C, H, W).
 
         ``callback(done, total)`` is called after each step (progress bars; it may raise to stop early)."""
         self.set_timesteps()
         like = torch.empty((), device=device)
-        if degradation is None:
-            z = noise_scale * randn(shape, generator, like)  # z_T, (B, C, H, W)
-        else:
-            z = degradation.prior(shape, generator, like, noise_scale)
+        noise_scale = self.process.noise_scale  # s, read once per chain
+        z = self.process.prior(shape, generator, like)  # z_T, (B, C, H, W)
         noisy = [self.needs_noise(self.previous(i)) for i in range(len(self.timesteps))]
         pending: list[Tensor] = []  # noise drawn ahead for the next steps, already on the device
         for i, t in enumerate(self.timesteps):
@@ -124,7 +140,7 @@ class Sampler:
             if noisy[i]:
                 pending = pending or noise_chunk(shape, generator, like, sum(noisy[i:]))
                 noise = noise_scale * pending.pop(0)  # (B, C, H, W)
-            z = self.step(out, t, t_prev, z, noise)
+            z = self.step(out, t, t_prev, z, noise).prev_sample
             if callback is not None:
                 callback(i + 1, len(self.timesteps))
         return z
@@ -139,8 +155,8 @@ class Ancestral(Sampler):
 
     name = "ancestral"
 
-    def __init__(self, schedule: NoiseSchedule, variance: str = "beta") -> None:
-        super().__init__(schedule)
+    def __init__(self, process: DiffusionProcess, variance: str = "beta") -> None:
+        super().__init__(process)
         if variance not in ("beta", "beta_tilde"):
             raise DDPMError(f"sampler.variance must be one of ['beta', 'beta_tilde'], got {variance!r}")
         self.variance = variance
@@ -148,13 +164,14 @@ class Ancestral(Sampler):
     def set_timesteps(self) -> None:
         self.timesteps = list(range(self.schedule.T, 0, -1))
 
-    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
         s = self.schedule  # coefficients precomputed in float64 (NoiseSchedule)
+        x0_hat = self.process.x0_from_output(z, t, model_output)  # reported only: the mean below is Alg. 2's
         mean = (z - s.eps_coefs[t] * model_output) * s.sqrt_recip_alphas[t]  # Alg. 2, line 4
         if noise is None:
-            return mean
+            return StepOutput(mean, x0_hat)
         sigma = s.sqrt_betas[t] if self.variance == "beta" else s.sqrt_posterior_variances[t]
-        return mean + sigma * noise
+        return StepOutput(mean + sigma * noise, x0_hat)
 
 
 class DDIM(Sampler):
@@ -168,9 +185,11 @@ class DDIM(Sampler):
 
     name = "ddim"
 
-    def __init__(self, schedule: NoiseSchedule, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear") -> None:
-        super().__init__(schedule)
-        check_steps(schedule, num_steps, eta, spacing)
+    def __init__(
+        self, process: DiffusionProcess, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear"
+    ) -> None:
+        super().__init__(process)
+        check_steps(process.schedule, num_steps, eta, spacing)
         self.num_steps = num_steps
         self.eta = eta
         self.spacing = spacing
@@ -181,7 +200,8 @@ class DDIM(Sampler):
     def needs_noise(self, t_prev: int) -> bool:
         return self.eta > 0 and t_prev > 0
 
-    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> Tensor:
+    def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
+        x0_hat = self.process.x0_from_output(z, t, model_output)  # reported; z_prev folds it in below
         s = self.schedule  # ᾱ as float64 host floats: every coefficient in float64, rounded once by torch
         ab, ab_prev = s.alpha_bars_host[t], s.alpha_bars_host[t_prev]
         sigma = self.eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
@@ -189,4 +209,4 @@ class DDIM(Sampler):
         c_z = math.sqrt(ab_prev / ab)
         c_g = math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) - c_z * math.sqrt(1 - ab)
         z_prev = c_z * z + c_g * model_output
-        return z_prev if noise is None else z_prev + sigma * noise
+        return StepOutput(z_prev if noise is None else z_prev + sigma * noise, x0_hat)

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from ddpm_lightning.core.samplers import Sampler
 from ddpm_lightning.lit.module import DiffusionModule, SamplerFactory
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def share(n: int, seed: int, rank: int, world_size: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def generate_shares(
-    trainer: pl.Trainer, pl_module: DiffusionModule, n: int, seed: int, sampler: SamplerFactory | None = None,
+    trainer: pl.Trainer, pl_module: DiffusionModule, n: int, seed: int, sampler: Sampler | SamplerFactory | None = None,
     batch_size: int = 500,
 ) -> Tensor:
     """n samples (n, C, H, W) on every rank: each rank generates its ``share``, then one all_gather (every rank
@@ -79,7 +80,7 @@ class SampleGrid(pl.Callback):
         every_n_epochs: int = 1,
         seed: int = 1234,
         dirpath: str | None = None,
-        sampler: SamplerFactory | None = None,
+        sampler: Sampler | SamplerFactory | None = None,
     ) -> None:
         if n < 1 or every_n_epochs < 1:
             raise ValueError(f"SampleGrid needs n >= 1 and every_n_epochs >= 1, got n={n}, every_n_epochs={every_n_epochs}")
@@ -107,6 +108,8 @@ class SampleGrid(pl.Callback):
             return
         if not isinstance(pl_module, DiffusionModule):
             return
+        if self.sampler is not None and not isinstance(self.sampler, Sampler):
+            self.sampler = pl_module.make_sampler(self.sampler)  # a factory: build the sampler once
         images = generate_shares(trainer, pl_module, self.n, self.seed, self.sampler)  # (n, 1, 28, 28), every rank
         if not trainer.is_global_zero:
             return

@@ -151,6 +151,7 @@ class GenerativeMetrics(pl.Callback):
         self.last_predictions: Tensor | None = None
         self.timings: dict[str, float] = {}
         self.sampler_info: dict[str, Any] = {}
+        self.chain: Sampler | None = None  # the sampler built from ``sampler`` once per run (setup)
         self._logged_settings = False
 
     # ---- set-up: extractors and real features, once ------------------------------------------
@@ -208,7 +209,8 @@ class GenerativeMetrics(pl.Callback):
         if stage not in ("fit", "validate") or not any(self.switches.values()):
             return
         if isinstance(pl_module, DiffusionModule):  # a sampler the degradation cannot use: fail now
-            self.sampler_info = describe_sampler(pl_module.make_sampler(self.sampler))
+            self.chain = pl_module.make_sampler(self.sampler)
+            self.sampler_info = describe_sampler(self.chain)
         dm = getattr(trainer, "datamodule", None)
         root = self.data_root or getattr(dm, "root", None)
         self.prepare(self.real_images(trainer), trainer.strategy.root_device, root)
@@ -306,7 +308,8 @@ class GenerativeMetrics(pl.Callback):
             log_text(trainer, "metrics/generative", self.settings(info))
             self._logged_settings = True
         start = time.perf_counter()
-        images = generate_shares(trainer, pl_module, self.n, self.seed, self.sampler, self.batch_size)  # (n, 1, 28, 28)
+        chain = self.chain or self.sampler
+        images = generate_shares(trainer, pl_module, self.n, self.seed, chain, self.batch_size)  # (n, 1, 28, 28)
         self.timings = {"generate_s": time.perf_counter() - start}
         values = self.compute(images)  # the same on every rank: the mean over ranks changes nothing
         pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
@@ -321,9 +324,10 @@ class GenerativeMetrics(pl.Callback):
 class DenoisingMetrics(pl.Callback):
     """PSNR/SSIM of x̂0 against x0 for the first ``n`` validation images at fixed ``timesteps``.
 
-    z_t comes from the module's own degradation with noise from ``seed`` (fixed per t), then
-    x̂0 = (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t for ε-prediction (Ho et al. 2020, eq. 4 solved for x0), or the network
-    output itself for a degradation predicting 'x0'. x̂0 is clamped to [−1, 1]; pixels compared in [0, 1].
+    z_t comes from the module's own process with noise from ``seed`` (fixed per t), then
+    x̂0 = ``process.x0_from_output``: (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t for ε-prediction (Ho et al. 2020, eq. 4 solved
+    for x0), or the network output itself for a degradation predicting 'x0'. x̂0 is clamped to [−1, 1];
+    pixels compared in [0, 1].
     ``timesteps`` null: round(0.1·T), round(0.5·T), round(0.9·T) (100, 500, 900 at T = 1000).
     """
 
@@ -362,13 +366,8 @@ class DenoisingMetrics(pl.Callback):
         for t in self.resolve_timesteps(module.schedule.T):
             generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + t)
             tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)  # (B,)
-            z_t, _ = module.degradation.training_example(x0, tt, module.schedule, generator)  # (B, 1, 28, 28)
-            g = module(z_t, tt)
-            if module.degradation.prediction == "x0":
-                x0_hat = g
-            else:
-                s = module.schedule  # √(1−ᾱ_t), √ᾱ_t precomputed in float64
-                x0_hat = (z_t - s.sqrt_one_minus_alpha_bars[t] * g) / s.sqrt_alpha_bars[t]
+            z_t, _ = module.process.training_example(x0, tt, generator)  # (B, 1, 28, 28)
+            x0_hat = module.process.x0_from_output(z_t, t, module(z_t, tt))  # (B, 1, 28, 28)
             pred, target = to_unit(x0_hat.clamp(-1, 1)), to_unit(x0)
             out[f"denoise_psnr_t{t}"] = float(peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3)))
             out[f"denoise_ssim_t{t}"] = float(structural_similarity_index_measure(pred, target, data_range=1.0))

@@ -1,8 +1,9 @@
 """DiffusionModule: one batch from the data module through degradation → network → loss.
 
-Training (Ho et al. 2020, Algorithm 1): t ~ U{1..T}, (z_t, target) = degradation(x0, t),
-loss = ‖g(z_t, t) − target‖². Validation uses the same loss with a fixed generator per batch, so
-``val/loss`` is comparable across epochs and runs. Sampling goes through the configured sampler.
+Training (Ho et al. 2020, Algorithm 1): t ~ U{1..T}, (z_t, target) = process.training_example(x0, t),
+loss = ‖g(z_t, t) − target‖² (``process``: core/process.py, the schedule and degradation together).
+Validation uses the same loss with a fixed generator per batch, so ``val/loss`` is comparable across
+epochs and runs. Sampling goes through the configured sampler, built once from the process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torchmetrics import MeanMetric
 
 from ddpm_lightning.core.degradations import Degradation
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import Sampler
 from ddpm_lightning.core.schedules import NoiseSchedule
 
@@ -71,27 +73,33 @@ class DiffusionModule(pl.LightningModule):
             self.network.to(memory_format=torch.channels_last)
         if compile:  # speed option: torch.compile in place, so state_dict keys (and checkpoints) are unchanged
             self.network.compile()
-        self.make_sampler()  # fail at start-up, not after an epoch, on a bad sampler config
+        self.sampler = self.make_sampler()  # built once; fails at start-up, not after an epoch, on a bad config
         # the epoch-mean training loss, kept in checkpoints so that a mid-epoch resume continues the mean
         self.train_loss_mean = MeanMetric()
         self._resumed_loss: dict[str, Any] | None = None
         # n images -> a StepCallback for that generate() call; set by lit/progress.py's SamplingProgress
         self.sampling_progress: Callable[[int], StepCallback] | None = None
 
+    @property
+    def process(self) -> DiffusionProcess:
+        """The diffusion process of this module's schedule and degradation (references, no state of its own)."""
+        return DiffusionProcess(self.schedule, self.degradation)
+
     # ---- the training path -------------------------------------------------------------------
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         return self.network(z, t)
 
-    def diffusion_loss(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def diffusion_loss(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """(the MSE loss of one batch x0 (B, C, H, W), the batch's degradation statistics: DES entropy and scale)."""
         b = x0.shape[0]
         gen_device = generator.device if generator is not None else x0.device
         t = torch.randint(1, self.schedule.T + 1, (b,), generator=generator, device=gen_device).to(x0.device)  # (B,)
-        z_t, target = self.degradation.training_example(x0, t, self.schedule, generator)  # (B, C, H, W) each
-        return F.mse_loss(self.network(z_t, t), target)
+        example = self.process.training_example(x0, t, generator)  # z_t, target: (B, C, H, W) each
+        return F.mse_loss(self.network(example.z_t, t), example.target), example.stats
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x0 = batch[0]  # (B, 1, 28, 28) in [−1, 1]
-        loss = self.diffusion_loss(x0)
+        loss, stats = self.diffusion_loss(x0)
         if self.check_finite and not torch.isfinite(loss):  # one host sync per step; off: check_finite=false
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step}, epoch {self.current_epoch}, "
@@ -105,7 +113,7 @@ class DiffusionModule(pl.LightningModule):
             self._resumed_loss = None
         self.train_loss_mean(loss.detach(), x0.shape[0])  # weighted by batch size
         self.log("train/loss", self.train_loss_mean, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
-        for name, value in self.degradation.stats().items():
+        for name, value in stats.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
         return loss
 
@@ -113,7 +121,7 @@ class DiffusionModule(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x0 = batch[0]
         generator = torch.Generator(device="cpu").manual_seed(self.val_seed * 1_000_003 + batch_idx)
-        loss = self.diffusion_loss(x0, generator)
+        loss, _ = self.diffusion_loss(x0, generator)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -121,13 +129,11 @@ class DiffusionModule(pl.LightningModule):
 
     # ---- sampling ----------------------------------------------------------------------------
     def make_sampler(self, factory: SamplerFactory | None = None) -> Sampler:
-        sampler = (factory or self.sampler_factory)(schedule=self.schedule)
-        if sampler.prediction != self.degradation.prediction:
-            raise DDPMError(
-                f"sampler '{sampler.name}' needs a degradation predicting '{sampler.prediction}', "
-                f"but '{type(self.degradation).__name__}' predicts '{self.degradation.prediction}'"
-            )
-        return sampler
+        """A sampler of this module's process from ``factory`` (a config partial; None: the module's own,
+        ``self.sampler``). A sampler the degradation cannot invert fails here, in ``Sampler.__init__``."""
+        if factory is None and getattr(self, "sampler", None) is not None:
+            return self.sampler
+        return (factory or self.sampler_factory)(self.process)
 
     def set_sample_precision(self, precision: str) -> None:
         if str(precision) not in AUTOCAST:
@@ -142,13 +148,14 @@ class DiffusionModule(pl.LightningModule):
 
     @torch.no_grad()
     def generate(
-        self, n: int, seed: int = 0, sampler: SamplerFactory | None = None, batch_size: int = 500,
+        self, n: int, seed: int = 0, sampler: Sampler | SamplerFactory | None = None, batch_size: int = 500,
         callback: StepCallback | None = None,
     ) -> Tensor:
         """n images (n, 1, 28, 28), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
 
         The training RNG is untouched, so grids are comparable across epochs and runs. The network runs
         in ``sample_precision`` (by default the run's training precision; float32 for ``32-true``).
+        ``sampler``: a built Sampler, a factory (a config partial) or None (the module's own).
         ``callback(done, total)`` (else ``sampling_progress(n)``) sees the steps of all chunks as one count.
         """
         if callback is None and self.sampling_progress is not None:
@@ -156,7 +163,7 @@ class DiffusionModule(pl.LightningModule):
         chunks = -(-n // batch_size)
         was_training = self.training
         self.eval()
-        chain = self.make_sampler(sampler)
+        chain = sampler if isinstance(sampler, Sampler) else self.make_sampler(sampler)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         shape = tuple(self.run_config.get("image_shape", (1, 28, 28)))
         out = []
@@ -164,10 +171,7 @@ class DiffusionModule(pl.LightningModule):
             for k, start in enumerate(range(0, n, batch_size)):
                 b = min(batch_size, n - start)
                 step = None if callback is None else partial(_chunk_step, callback, k, chunks)
-                out.append(
-                    chain.sample(self.network, (b, *shape), generator, self.degradation.noise_scale, self.device,
-                                 self.degradation, step)
-                )
+                out.append(chain.sample(self.network, (b, *shape), generator, self.device, step))
         self.train(was_training)
         return torch.cat(out).clamp(-1, 1)
 

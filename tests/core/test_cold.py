@@ -13,6 +13,7 @@ from ddpm_lightning.core.cold import Blur, ColdSampler, gaussian_blur
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.cnn import CNN
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.schedules import linear
 
 T = 20
@@ -136,11 +137,11 @@ def test_algorithm2_with_an_exact_restorer_recovers_x0(num_steps: int | None) ->
     x0 = _images()
     blur, sched = Blur(), linear(T)
     oracle = lambda z, t: x0  # noqa: E731
-    sampler = ColdSampler(sched, num_steps)
+    sampler = ColdSampler(DiffusionProcess(sched, blur), num_steps)
     x_T = blur.degrade(x0, torch.full((4,), T), sched)
-    assert torch.allclose(sampler.restore(oracle, x_T, blur), x0, atol=1e-4)
+    assert torch.allclose(sampler.restore(oracle, x_T), x0, atol=1e-4)
     x_7 = blur.degrade(x0, torch.full((4,), 7), sched)  # restoration from an intermediate step
-    assert torch.allclose(sampler.restore(oracle, x_7, blur, t=7), x0, atol=1e-4)
+    assert torch.allclose(sampler.restore(oracle, x_7, t=7), x0, atol=1e-4)
 
 
 def test_algorithm2_update_rule_telescopes() -> None:
@@ -151,7 +152,7 @@ def test_algorithm2_update_rule_telescopes() -> None:
     bias = 0.3 * torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(3))
     x0_hat = x0 + bias
     x_T = blur.degrade(x0, torch.full((4,), T), sched)
-    out = ColdSampler(sched).restore(lambda z, t: x0_hat, x_T, blur)
+    out = ColdSampler(DiffusionProcess(sched, blur)).restore(lambda z, t: x0_hat, x_T)
     assert torch.allclose(out, x0 + bias - bias.mean(), atol=1e-4)
 
 
@@ -160,24 +161,32 @@ def test_sample_end_to_end_with_a_network() -> None:
     net = CNN((8, 8)).eval()
     blur = Blur()
     blur.training_example(_images(8), torch.randint(1, T + 1, (8,)), linear(T))  # record a prior
-    sampler = ColdSampler(linear(T))
-    a = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(0), 1.0, "cpu", blur)
-    b = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(0), 1.0, "cpu", blur)
-    c = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(1), 1.0, "cpu", blur)
+    sampler = ColdSampler(DiffusionProcess(linear(T), blur))
+    a = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(0), "cpu")
+    b = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(0), "cpu")
+    c = sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(1), "cpu")
     assert a.shape == (3, 1, 28, 28) and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
     assert len(sampler.timesteps) == T
 
 
 def test_cold_sampler_needs_a_cold_degradation() -> None:
-    sampler = ColdSampler(linear(T))
-    assert sampler.prediction == "x0" and Gaussian().prediction == "eps"
+    assert ColdSampler.prediction == "x0" and Gaussian().prediction == "eps"
     with pytest.raises(DDPMError, match="cold"):
-        sampler.sample(lambda z, t: z, (1, 1, 8, 8), None, 1.0, "cpu", Gaussian())
-    with pytest.raises(DDPMError, match="cold"):
-        sampler.sample(lambda z, t: z, (1, 1, 8, 8))
+        ColdSampler(DiffusionProcess(linear(T), Gaussian()))
     with pytest.raises(DDPMError, match="num_steps"):
-        ColdSampler(linear(T), num_steps=T + 1)
+        ColdSampler(DiffusionProcess(linear(T), Blur()), num_steps=T + 1)
+
+
+def test_step_returns_the_processs_x0_hat() -> None:
+    """``step`` returns (x_{t'}, x̂0) with x̂0 = ``process.x0_from_output`` = R(x_t, t) for x0-prediction."""
+    process = DiffusionProcess(linear(T), Blur())
+    x0_hat, x_t = _images(), _images(4, 1)
+    out = ColdSampler(process).step(x0_hat, 5, 4, x_t, None)
+    assert torch.equal(out.pred_original_sample, process.x0_from_output(x_t, 5, x0_hat))
+    assert torch.equal(out.pred_original_sample, x0_hat)
+    assert torch.allclose(out.prev_sample, x_t - process.degradation.degrade(x0_hat, torch.full((4,), 5), linear(T))
+                          + process.degradation.degrade(x0_hat, torch.full((4,), 4), linear(T)))
 
 
 @pytest.mark.parametrize(

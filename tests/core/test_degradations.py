@@ -9,6 +9,7 @@ from torch import Tensor
 from ddpm_lightning.core.degradations import EntropyScaled, Gaussian
 from ddpm_lightning.core.entropy import batch_entropy, image_entropy
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.core.schedules import linear
 
@@ -106,11 +107,12 @@ def test_batch_and_per_image_agree_on_one_image() -> None:
     t = torch.tensor([37])
     sched = linear(100)
     batch, image = EntropyScaled(), EntropyScaled(per_image=True)
-    zb, tb = batch.training_example(x0, t, sched, torch.Generator().manual_seed(5))
-    zi, ti = image.training_example(x0, t, sched, torch.Generator().manual_seed(5))
+    eb = batch.training_example(x0, t, sched, torch.Generator().manual_seed(5))
+    ei = image.training_example(x0, t, sched, torch.Generator().manual_seed(5))
+    (zb, tb), (zi, ti) = eb, ei
     assert torch.allclose(zb, zi) and torch.allclose(tb, ti)
-    assert torch.allclose(batch.stats()["entropy"], image.stats()["entropy"])
-    assert torch.allclose(batch.stats()["scale"], image.stats()["scale"])
+    assert torch.allclose(eb.stats["entropy"], ei.stats["entropy"])
+    assert torch.allclose(eb.stats["scale"], ei.stats["scale"])
     assert torch.allclose(batch.running_scale, image.running_scale)
 
 
@@ -126,9 +128,9 @@ def test_running_scale_is_the_mean_of_training_scales_and_is_checkpointed() -> N
     assert des.num_batches.item() == 3
     assert des.noise_scale == pytest.approx(sum(scales) / 3, abs=1e-6)
     des.eval()  # validation batches do not move it
-    des.training_example(torch.full((4, 1, 28, 28), -1.0), torch.full((4,), 3), sched)
+    example = des.training_example(torch.full((4, 1, 28, 28), -1.0), torch.full((4,), 3), sched)
     assert des.noise_scale == pytest.approx(sum(scales) / 3, abs=1e-6)
-    assert des.stats()["scale"].item() == pytest.approx(0.5)  # but are reported
+    assert example.stats["scale"].item() == pytest.approx(0.5)  # but are reported
     state = des.state_dict()
     assert set(state) == {"running_scale", "num_batches"}
     fresh = EntropyScaled()
@@ -145,33 +147,38 @@ def test_statistics_stay_on_device_without_host_sync() -> None:
     for des in (EntropyScaled(), EntropyScaled(per_image=True)):
         des = des.to("meta")
         x0 = torch.empty(4, 1, 28, 28, device="meta")
-        z, target = des.training_example(x0, torch.ones(4, dtype=torch.long, device="meta"), linear(20).to("meta"))
+        example = des.training_example(x0, torch.ones(4, dtype=torch.long, device="meta"), linear(20).to("meta"))
+        z, target = example
         assert z.shape == x0.shape and target.device.type == "meta"
-        assert des.stats()["scale"].device.type == "meta"
+        assert example.stats["scale"].device.type == "meta"
 
 
 # ---- samplers use the recorded scale ------------------------------------------------------------
 @pytest.mark.parametrize("factory", [Ancestral, lambda s: Ancestral(s, "beta_tilde"), lambda s: DDIM(s, 5, eta=1.0)])
 def test_sampler_scales_z_T_and_every_injected_noise(factory) -> None:
     """With a zero network every update is linear in (z_T, noises), so the result is exactly s × the s = 1 result."""
-    sampler = factory(linear(20))
     des = EntropyScaled()
+    sampler = factory(DiffusionProcess(linear(20), des))
     out = {}
     for s in (1.0, 0.6):
         des.running_scale.fill_(s)
-        out[s] = sampler.sample(_zero_model, (3, 1, 8, 8), torch.Generator().manual_seed(0), des.noise_scale)
+        out[s] = sampler.sample(_zero_model, (3, 1, 8, 8), torch.Generator().manual_seed(0))
     assert not torch.allclose(out[1.0], out[0.6])  # changing the recorded scale changes the samples
     assert torch.allclose(out[0.6], 0.6 * out[1.0], atol=1e-5)
 
 
 def test_sampler_with_degradation_prior_is_unchanged() -> None:
-    """Passing the degradation (its ``prior``) gives exactly the samples of the noise_scale path."""
+    """The recorded scale (read through the process's ``noise_scale`` and ``prior``) gives exactly the
+    samples of the same scale set explicitly (``sample_scale``)."""
     model = lambda z, t: 0.1 * z  # noqa: E731
     des = EntropyScaled()
     des.running_scale.fill_(0.8)
-    for sampler in (Ancestral(linear(20)), DDIM(linear(20), 4, eta=0.5)):
-        a = sampler.sample(model, (2, 1, 8, 8), torch.Generator().manual_seed(1), des.noise_scale)
-        b = sampler.sample(model, (2, 1, 8, 8), torch.Generator().manual_seed(1), des.noise_scale, "cpu", des)
+    recorded = DiffusionProcess(linear(20), des)
+    explicit = DiffusionProcess(linear(20), EntropyScaled(sample_scale=des.noise_scale))
+    assert recorded.noise_scale == explicit.noise_scale == des.noise_scale
+    for factory in (Ancestral, lambda p: DDIM(p, 4, eta=0.5)):
+        a = factory(explicit).sample(model, (2, 1, 8, 8), torch.Generator().manual_seed(1))
+        b = factory(recorded).sample(model, (2, 1, 8, 8), torch.Generator().manual_seed(1), "cpu")
         assert torch.equal(a, b)
 
 

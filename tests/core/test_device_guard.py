@@ -31,6 +31,7 @@ from ddpm_lightning.core.degradations import EntropyScaled, Gaussian
 from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.entropy import batch_entropy, image_entropy
 from ddpm_lightning.core.networks.cnn import CNN
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, SPACINGS, Ancestral, spaced_timesteps
 
 T = 20
@@ -66,7 +67,7 @@ def _net() -> CNN:
     return CNN(channels=(4, 4)).eval()  # built on the CPU, before the guard is on
 
 
-SAMPLERS: dict[str, Callable[[schedules.NoiseSchedule], samplers_mod.Sampler]] = {
+SAMPLERS: dict[str, Callable[[DiffusionProcess], samplers_mod.Sampler]] = {
     "ancestral": Ancestral,
     "ancestral_beta_tilde": partial(Ancestral, variance="beta_tilde"),
     **{f"ddim_{s}": partial(DDIM, num_steps=5, eta=1.0, spacing=s) for s in SPACINGS},
@@ -78,7 +79,7 @@ SAMPLERS: dict[str, Callable[[schedules.NoiseSchedule], samplers_mod.Sampler]] =
 def test_samplers_make_nothing_on_the_default_device(name: str) -> None:
     net, schedule = _net(), schedules.linear(T=T)
     with torch.device("meta"), NoImplicitDevice():
-        z = SAMPLERS[name](schedule).sample(net, SHAPE, torch.Generator(device="cpu").manual_seed(0), device="cpu")
+        z = SAMPLERS[name](DiffusionProcess(schedule, Gaussian())).sample(net, SHAPE, torch.Generator(device="cpu").manual_seed(0), device="cpu")
     assert z.device.type == "cpu" and z.shape == SHAPE and torch.isfinite(z).all()
 
 
@@ -111,7 +112,7 @@ def test_degradations_and_cold_sampling() -> None:
         z_t, target = blur.training_example(x0, t, schedule)
         assert z_t.device.type == "cpu" and torch.equal(target, x0)
         for num_steps in (None, 5):
-            z = ColdSampler(schedule, num_steps=num_steps).sample(net, SHAPE, gen, device="cpu", degradation=blur.eval())
+            z = ColdSampler(DiffusionProcess(schedule, blur.eval()), num_steps=num_steps).sample(net, SHAPE, gen, device="cpu")
             assert z.device.type == "cpu" and torch.isfinite(z).all()
 
 
@@ -154,7 +155,7 @@ def test_module_generate_and_denoising_metrics(degradation: str, sampler: Callab
 def test_chunked_noise_equals_one_draw_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chunk size changes how often noise is copied, never the samples (784 = 49·16 per image)."""
     net, schedule = _net(), schedules.linear(T=T)
-    run = lambda: Ancestral(schedule).sample(net, SHAPE, torch.Generator().manual_seed(5))  # noqa: E731
+    run = lambda: Ancestral(DiffusionProcess(schedule, Gaussian())).sample(net, SHAPE, torch.Generator().manual_seed(5))  # noqa: E731
     big = run()  # the whole chain's noise in one chunk
     monkeypatch.setattr(samplers_mod, "NOISE_CHUNK_ELEMENTS", 1)  # one step per chunk: the old behaviour
     assert torch.equal(run(), big)
@@ -167,5 +168,5 @@ def test_noise_is_copied_once_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None
     real = samplers_mod.noise_chunk
     monkeypatch.setattr(samplers_mod, "noise_chunk", lambda *a: (calls.append(len(r := real(*a))), r)[1])
     monkeypatch.setattr(samplers_mod, "NOISE_CHUNK_ELEMENTS", 8 * 2 * 784)
-    Ancestral(schedules.linear(T=T)).sample(_net(), SHAPE, torch.Generator().manual_seed(0))
+    Ancestral(DiffusionProcess(schedules.linear(T=T), Gaussian())).sample(_net(), SHAPE, torch.Generator().manual_seed(0))
     assert calls == [8, 8, 3]  # T − 1 = 19 noisy steps (none on the last)

@@ -8,7 +8,7 @@ from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.cnn import CNN
 from ddpm_lightning.core.samplers import DDIM, spaced_timesteps
-from tests.core.test_samplers import _moments
+from tests.core.test_samplers import _moments, gaussian
 
 
 @pytest.fixture()
@@ -18,7 +18,7 @@ def net() -> CNN:
 
 
 def run(sampler, net, seed=0):
-    return sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(seed), 0.7)  # noise scale as DES uses
+    return sampler.sample(net, (3, 1, 28, 28), torch.Generator().manual_seed(seed))  # built on gaussian(s, 0.7)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -26,10 +26,10 @@ def run(sampler, net, seed=0):
 def test_first_order_is_ddim(net, eta, spacing):
     """Lu et al. 2022: the first-order DPM-Solver++ step is DDIM (Song et al. eq. 12), as an ODE and as an SDE."""
     s = schedules.linear(T=100)
-    ddim = run(DDIM(s, num_steps=10, eta=eta, spacing=spacing), net, seed=4)
-    dpm = run(DPMSolver(s, num_steps=10, eta=eta, order=1, spacing=spacing), net, seed=4)
+    ddim = run(DDIM(gaussian(s, 0.7), num_steps=10, eta=eta, spacing=spacing), net, seed=4)
+    dpm = run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=eta, order=1, spacing=spacing), net, seed=4)
     assert torch.allclose(dpm, ddim, atol=1e-4)
-    assert not torch.allclose(run(DPMSolver(s, num_steps=10, eta=eta, order=2, spacing=spacing), net, seed=4), ddim, atol=1e-3)
+    assert not torch.allclose(run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=eta, order=2, spacing=spacing), net, seed=4), ddim, atol=1e-3)
 
 
 def test_second_order_is_more_accurate_with_the_exact_predictor():
@@ -38,26 +38,26 @@ def test_second_order_is_more_accurate_with_the_exact_predictor():
     s = schedules.linear(T=1000)
     err = {}
     for order in (1, 2):
-        mean, std = _moments(DPMSolver(s, num_steps=10, eta=0.0, order=order), s)
+        mean, std = _moments(DPMSolver(gaussian(s), num_steps=10, eta=0.0, order=order), s)
         assert mean == pytest.approx(0.3, abs=0.015), order
         err[order] = abs(std - 0.5)
     assert err[2] < err[1] / 2
-    mean, std = _moments(DPMSolver(s, num_steps=1000, eta=0.0), s)
+    mean, std = _moments(DPMSolver(gaussian(s), num_steps=1000, eta=0.0), s)
     assert mean == pytest.approx(0.3, abs=0.015) and std == pytest.approx(0.5, rel=0.03)
 
 
 def test_sde_form_recovers_the_data_at_50_steps():
     s = schedules.linear(T=1000)
-    mean, std = _moments(DPMSolver(s, num_steps=50), s)  # the config default: SDE, 2nd order, logsnr
+    mean, std = _moments(DPMSolver(gaussian(s), num_steps=50), s)  # the config default: SDE, 2nd order, logsnr
     assert mean == pytest.approx(0.3, abs=0.015) and std == pytest.approx(0.5, rel=0.03)
 
 
 def test_sde_draws_noise_and_ode_does_not(net):
     s = schedules.linear(T=100)
-    assert not torch.allclose(run(DPMSolver(s, num_steps=10), net, seed=0), run(DPMSolver(s, num_steps=10), net, seed=1))
+    assert not torch.allclose(run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=0), run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=1))
     calls = []
     counting = lambda z, t: (calls.append(int(t[0])), net(z, t))[1]  # noqa: E731
-    run(DPMSolver(s, num_steps=10, eta=0.0), counting)
+    run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=0.0), counting)
     assert len(calls) == 10 and calls[0] == 100 and calls[-1] == 1
 
 
@@ -77,10 +77,10 @@ def test_logsnr_spacing(k):
 def test_bad_settings():
     s = schedules.linear(T=20)
     with pytest.raises(DDPMError, match=r"sampler.order must be one of \[1, 2\], got 3"):
-        DPMSolver(s, order=3, num_steps=5)
+        DPMSolver(gaussian(s), order=3, num_steps=5)
     with pytest.raises(DDPMError, match=r"sampler.num_steps must be an integer in \[1, T=20\], got 50"):
-        DPMSolver(s)
+        DPMSolver(gaussian(s))
     with pytest.raises(DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic', 'logsnr'\], got 'log'"):
-        DPMSolver(s, num_steps=5, spacing="log")
+        DPMSolver(gaussian(s), num_steps=5, spacing="log")
     with pytest.raises(DDPMError, match="sampler.eta must be >= 0"):
-        DPMSolver(s, num_steps=5, eta=-1)
+        DPMSolver(gaussian(s), num_steps=5, eta=-1)

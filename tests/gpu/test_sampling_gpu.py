@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from ddpm_lightning.core import schedules
+from ddpm_lightning.core.degradations import Gaussian
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral, noise_chunk
 from ddpm_lightning.lit.checkpoint import load_module, read_checkpoint
 from tests.conftest import run_cli
@@ -108,10 +110,10 @@ def test_samples_agree_with_the_cpu(gpu_run: Path, device: torch.device) -> None
     (cuDNN/TF32 convolutions), for a stochastic and a deterministic sampler."""
     module, _ = load_module(gpu_run / "checkpoints" / "last.ckpt")
     module.set_sample_precision("32-true")
-    for factory in (Ancestral, lambda schedule: DDIM(schedule, num_steps=10, spacing="logsnr")):
+    for factory in (Ancestral, lambda process: DDIM(process, num_steps=10, spacing="logsnr")):
         on_cpu = module.to("cpu").generate(6, seed=3, sampler=factory)
         on_device = module.to(device).generate(6, seed=3, sampler=factory)
         assert on_device.device.type == device.type
         assert (on_device.cpu() - on_cpu).abs().mean() < 0.02
-    schedule = schedules.linear(T=20).to(device)  # the schedule follows its module; timesteps stay host-side
-    assert DDIM(schedule, num_steps=5, spacing="logsnr").sample(lambda z, t: 0 * z, (2, 1, 28, 28), device=device).isfinite().all()
+    process = DiffusionProcess(schedules.linear(T=20), Gaussian()).to(device)  # timesteps stay host-side
+    assert DDIM(process, num_steps=5, spacing="logsnr").sample(lambda z, t: 0 * z, (2, 1, 28, 28), device=device).isfinite().all()

@@ -208,7 +208,7 @@ def test_denoising_x0_hat_from_oracle_and_zero_networks(data_dir: Path) -> None:
         prediction = "x0"
 
         def training_example(self, x0, t, schedule, generator=None):
-            return super().training_example(x0, t, schedule, generator)[0], x0
+            return super().training_example(x0, t, schedule, generator).z_t, x0
 
     module = build_module(_compose("T=50"), {})
     den = DenoisingMetrics(n=8, timesteps=[5, 25, 45])

@@ -14,6 +14,7 @@ import torch
 from ddpm_lightning.core import schedules
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.networks.cnn import CNN
+from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
@@ -24,7 +25,7 @@ from tests.helpers import wait_for
 def test_sampler_calls_back_after_each_step() -> None:
     calls: list[tuple[int, int]] = []
     schedule = schedules.linear(T=10)
-    DDIM(schedule, num_steps=4).sample(lambda z, t: torch.zeros_like(z), (2, 1, 8, 8), callback=lambda i, n: calls.append((i, n)))
+    DDIM(DiffusionProcess(schedule, Gaussian()), num_steps=4).sample(lambda z, t: torch.zeros_like(z), (2, 1, 8, 8), callback=lambda i, n: calls.append((i, n)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
