@@ -19,10 +19,9 @@ from typing import Any
 import torch
 
 from benchmarks.common import EPOCH_STEPS, sync
-from ddpm_lightning.classifier import load_or_train_classifier
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.data import load_mnist
-from ddpm_lightning.lit.metrics import (
+from ddpm_lightning.evaluation.classifier import load_or_train_classifier
+from ddpm_lightning.evaluation.metrics import (
     ClassifierFeatures,
     InceptionFeatures,
     class_coverage,
@@ -30,6 +29,7 @@ from ddpm_lightning.lit.metrics import (
     kernel_distance,
     psnr_ssim_against,
 )
+from ddpm_lightning.lit.data import load_mnist
 
 
 def _timed(fn, device: torch.device) -> tuple[Any, float]:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: ``python -m ddpm_lightning.evaluate ckpt_path=... n=1000 [sampler=ddim]``.
 
-n samples from a fixed seed -> every enabled metric of ``GenerativeMetrics`` and ``DenoisingMetrics``
-(the same code the training callbacks run) -> ``<run dir>/metrics.json`` holding the values, what each
+n samples from a fixed seed -> every enabled metric of ``evaluation.SampleQuality`` (settings: the
+``metrics`` group, conf/metrics/, shared with the training callback) and ``DenoisingMetrics`` (``denoise``) -> ``<run dir>/metrics.json`` holding the values, what each
 was computed on (N, sampler and its steps, real split, extractor and weights) and the timings, plus a
 table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's sampler.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 if __name__ == "__main__":  # a typo in an override fails here, before torch loads
     from ddpm_lightning.cli import check_argv
 
-    check_argv("evaluate", ("sampler",))
+    check_argv("evaluate", ("sampler", "metrics"))
 
 import json
 import logging
@@ -22,14 +22,15 @@ from typing import Any
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
-from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics, describe_sampler
+from ddpm_lightning.evaluation import SampleQuality
+from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, describe_sampler
 from ddpm_lightning.rundir import check_writable
 from ddpm_lightning.lit.progress import SamplingBar
 
@@ -73,7 +74,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise DDPMError("ckpt_path is required, e.g. ckpt_path=outputs/train/runs/<date>/<time>/checkpoints/last.ckpt")
     if int(cfg.n) < 2:
         raise DDPMError(f"n must be >= 2, got {cfg.n!r}")
-    m = cfg.metrics
     path = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "metrics.json"
     check_writable(path, "output", "choose another with output=<file.json>")  # before sampling, not after
     hint = "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>"  # evaluate's key (not train's data.root)
@@ -82,43 +82,35 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     chain = module.make_sampler(sampler)  # built once; an incompatible sampler fails here
     sampler_info = describe_sampler(chain)
-    gen = GenerativeMetrics(
-        n=int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
-        psnr_ssim=bool(m.psnr_ssim), fid=bool(m.fid), kid=bool(m.kid), fid_mnist=bool(m.fid_mnist),
-        psnr_references=int(m.psnr_references), kid_subsets=int(m.kid_subsets), kid_subset_size=int(m.kid_subset_size),
-        inception_dims=int(m.inception_dims), inception_antialias=bool(m.get("inception_antialias", False)),
-        min_mode_share=float(m.min_mode_share), inception_weights=m.inception_weights, classifier_path=m.classifier_path,
-        train_classifier_if_missing=bool(m.train_classifier_if_missing), cache_dir=str(m.cache_dir),
-        data_root=str(cfg.data_root), split=str(cfg.split), config_key="metrics",
-        floors=bool(m.get("floors", True)), bootstrap=int(m.get("bootstrap", 0)),
-        bootstrap_inception=bool(m.get("bootstrap_inception", False)), confidence=float(m.get("confidence", 0.95)),
-    )
+    quality = SampleQuality(config_key="metrics", **OmegaConf.to_container(cfg.metrics, resolve=True))
     results: dict[str, float] = {}
     settings: dict[str, Any] = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "device": str(device)}
     out_dir = Path(cfg.paths.output_dir)
-    if any(gen.switches.values()):
-        gen.prepare(gen.real_images(), device, str(cfg.data_root))  # missing weights fail here, before sampling
+    timings: dict[str, float] = {}
+    if quality.enabled:
+        quality.prepare(device=device)  # missing weights fail here, before sampling
         start = time.perf_counter()
-        images = module.generate(gen.n, seed=gen.seed, sampler=chain, batch_size=gen.batch_size,
-                                 callback=SamplingBar(f"Sampling {gen.n} images"))  # (n, 1, 28, 28)
+        images = module.generate(quality.n, seed=quality.seed, sampler=chain, batch_size=int(cfg.batch_size),
+                                 callback=SamplingBar(f"Sampling {quality.n} images"))  # (n, 1, 28, 28)
         generate_s = time.perf_counter() - start
-        log.info("sampled %d images in %.1f s (%s)", gen.n, generate_s, sampler_info)
-        results.update(gen.compute(images))
-        gen.timings = {"generate_s": generate_s, **gen.timings}
-        settings.update(gen.settings(sampler_info))
+        log.info("sampled %d images in %.1f s (%s)", quality.n, generate_s, sampler_info)
+        results.update(quality.compute(images))
+        timings = {"generate_s": generate_s, **quality.timings}
+        settings.update(quality.settings(sampler_info))
         settings["samples"]["precision"] = module.sample_precision  # the network's precision while sampling
         if int(cfg.save_grid) > 0:
             save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
-    if m.denoise:
-        den = DenoisingMetrics(n=int(m.denoise_n), timesteps=m.denoise_timesteps, seed=int(m.denoise_seed), config_key="metrics")
+    if cfg.get("denoise") is not None:
+        d = cfg.denoise
+        den = DenoisingMetrics(n=int(d.n), timesteps=d.timesteps, seed=int(d.seed), config_key="denoise")
         x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint)[0][: den.n]  # (B, 1, 28, 28)
         results.update(den.compute(module, x0))
         settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
     if not results:
-        raise DDPMError("every metric is switched off (metrics.*=false); nothing to evaluate")
-    report: dict[str, Any] = {"metrics": results, "settings": settings, "timings_s": gen.timings}
-    if gen.last_predictions is not None:
-        report["class_counts"] = torch.bincount(gen.last_predictions, minlength=10).tolist()
+        raise DDPMError("every metric is switched off (metrics.*=false, denoise=null); nothing to evaluate")
+    report: dict[str, Any] = {"metrics": results, "settings": settings, "timings_s": timings}
+    if quality.last_predictions is not None:
+        report["class_counts"] = torch.bincount(quality.last_predictions, minlength=10).tolist()
     print(table(results, settings), flush=True)  # first: the numbers are on the terminal whatever happens next
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,4 +127,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    entry(main, ("sampler",), "evaluate")
+    entry(main, ("sampler", "metrics"), "evaluate")

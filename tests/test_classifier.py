@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import ddpm_lightning.classifier as clf
+import ddpm_lightning.evaluation.classifier as clf
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
 from ddpm_lightning.lit.data import load_mnist

@@ -111,15 +111,15 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
 def _compare_with_one_process(run: Path, logged: dict[str, float], n: int, callbacks: str) -> None:
     from ddpm_lightning.lit.callbacks import share
     from ddpm_lightning.lit.checkpoint import load_module
-    from ddpm_lightning.lit.metric_callbacks import GenerativeMetrics
+    from ddpm_lightning.evaluation import SampleQuality
 
     module, cfg = load_module(run / "checkpoints" / "last.ckpt")  # the weights of the last validation
     blocks = [share(n, 1234, r, 2) for r in range(2)]
     images = torch.cat([module.generate(count, seed=seed) for count, seed in blocks])  # (n, 1, 28, 28)
     g = cfg.callbacks.generative_metrics
     keys = ("fid", "kid", "fid_mnist", "inception_dims", "kid_subsets", "kid_subset_size")
-    gen = GenerativeMetrics(n=n, psnr_references=8, data_root=str(DATA_DIR), **{k: g[k] for k in keys if k in g})
-    gen.prepare(gen.real_images(), "cpu", str(DATA_DIR))
+    gen = SampleQuality(n=n, psnr_references=8, data_root=str(DATA_DIR), **{k: g[k] for k in keys if k in g})
+    gen.prepare(device="cpu")
     single = gen.compute(images)
     assert single, callbacks
     for key, value in single.items():

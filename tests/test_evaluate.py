@@ -48,7 +48,7 @@ def test_evaluate_checkpoint_sampler_and_switches(trained_run: Path, tmp_path: P
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
     proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={ckpt}", "n=4", "metrics.fid=false", "metrics.kid=false",
-                   "metrics.psnr_ssim=false", "metrics.denoise=false", "save_grid=0", f"output={tmp_path / 'm.json'}",
+                   "metrics.psnr_ssim=false", "denoise=null", "save_grid=0", f"output={tmp_path / 'm.json'}",
                    f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "m.json").read_text())
@@ -72,7 +72,13 @@ def test_evaluate_errors_are_one_line(trained_run: Path, tmp_path: Path) -> None
         "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>")  # not train's data.root / data.download
     proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'b'}")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
-    off = [f"metrics.{k}=false" for k in ("psnr_ssim", "fid", "kid", "fid_mnist", "denoise")]
+    off = [f"metrics.{k}=false" for k in ("psnr_ssim", "fid", "kid", "fid_mnist")] + ["denoise=null"]
     proc = run_cli("ddpm_lightning.evaluate", f"ckpt_path={ckpt}", *off, f"paths.cache_dir={tmp_path / 'cache'}",
                    f"hydra.run.dir={tmp_path / 'c'}")
     assert proc.returncode == 2 and "every metric is switched off" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_metrics_group_choice_is_checked(tmp_path: Path) -> None:
+    proc = run_cli("ddpm_lightning.evaluate", "ckpt_path=x.ckpt", "metrics=nope", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: unknown metrics 'nope'; valid choices: default, study"

@@ -117,7 +117,7 @@ def test_degradations_and_cold_sampling() -> None:
 
 
 def test_metric_code() -> None:
-    from ddpm_lightning.lit.metrics import class_coverage, psnr_ssim_against
+    from ddpm_lightning.evaluation.metrics import class_coverage, psnr_ssim_against
 
     gen = torch.Generator(device="cpu").manual_seed(1)
     images = torch.rand(4, 1, 28, 28, generator=gen, device="cpu") * 2 - 1

@@ -58,7 +58,7 @@ def test_sample_and_evaluate_with_cold(blur_run: Path, tmp_path: Path) -> None:
 
 def _evaluate(ckpt: Path, sweep: Path, *overrides: str) -> list[dict]:
     proc = run_cli("ddpm_lightning.evaluate", "-m", f"ckpt_path={ckpt}", "n=8", f"device={DEVICE}", "metrics.psnr_references=8",
-                   "metrics.inception_dims=64", "metrics.kid_subsets=5", "metrics.kid_subset_size=4", "metrics.denoise_n=8",
+                   "metrics.inception_dims=64", "metrics.kid_subsets=5", "metrics.kid_subset_size=4", "denoise.n=8",
                    f"hydra.sweep.dir={sweep}", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]

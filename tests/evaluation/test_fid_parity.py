@@ -9,8 +9,8 @@ import torch
 import torch_fidelity
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-import ddpm_lightning.lit.metrics as metrics
-from ddpm_lightning.lit.data import load_mnist
+import ddpm_lightning.evaluation.metrics as metrics
+from ddpm_lightning.evaluation.data import load_mnist
 from tests.conftest import FID_WEIGHTS
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torchmetrics.image import FrechetInceptionDistance
 
-from ddpm_lightning.lit.metrics import FeatureExtractor, cached_features, content_digest, frechet_distance
+from ddpm_lightning.evaluation.metrics import FeatureExtractor, cached_features, content_digest, frechet_distance
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-import ddpm_lightning.lit.metrics as metrics
-from ddpm_lightning.classifier import load_or_train_classifier
+import ddpm_lightning.evaluation.metrics as metrics
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.confidence import bootstrap_fid, real_floor
-from ddpm_lightning.lit.data import load_mnist
-from ddpm_lightning.lit.metric_callbacks import GenerativeMetrics
+from ddpm_lightning.evaluation import SampleQuality
+from ddpm_lightning.evaluation.classifier import load_or_train_classifier
+from ddpm_lightning.evaluation.confidence import bootstrap_fid, real_floor
+from ddpm_lightning.evaluation.data import load_mnist
 
 
 @pytest.fixture(scope="module")
@@ -43,4 +42,4 @@ def test_bootstrap_interval_brackets_the_spread(data_dir: Path, clf) -> None:
 
 def test_bootstrap_setting_errors() -> None:
     with pytest.raises(DDPMError, match=r"x: bootstrap must be an integer >= 0 and confidence in \(0, 1\), got -1, 0.95"):
-        GenerativeMetrics(bootstrap=-1, config_key="x")
+        SampleQuality(bootstrap=-1, config_key="x")

@@ -1,0 +1,15 @@
+"""Sample-quality evaluation, free of Lightning and Hydra (imports core, torch and torchmetrics only).
+
+- ``quality.SampleQuality``: every sample-quality metric of a set of generated images, built from the
+  ``conf/metrics/`` settings; used by the training callback ``lit.metric_callbacks.GenerativeMetrics``
+  and by ``evaluate`` alike.
+- ``metrics``: feature extractors (Inception, the MNIST classifier), the real-feature cache, FID / KID /
+  PSNR / SSIM / class coverage through torchmetrics.
+- ``confidence``: real-vs-real floors and bootstrap intervals of FID.
+- ``classifier``: the MNIST classifier's training, file format and loading (``load_or_train_classifier``).
+- ``data``: MNIST's IDX files as tensors in [−1, 1].
+"""
+
+from ddpm_lightning.evaluation.quality import SampleQuality
+
+__all__ = ["SampleQuality"]
