@@ -24,7 +24,7 @@ from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.evaluation.classifier import load_or_train_classifier
 from ddpm_lightning.evaluation.metrics import ClassifierFeatures, frechet_distance
-from ddpm_lightning.lit.checkpoint import build_module, load_module, read_checkpoint
+from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, build_module, load_module, read_checkpoint
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.module import DiffusionModule
 
@@ -34,9 +34,9 @@ def train_checkpoint(path: Path, device: torch.device, steps: int, lr: float, ov
     for ``steps`` steps of batch 128 with Adam at ``lr`` and save a regular checkpoint at ``path``."""
     cfg = compose_train([*speed_overrides(device), *overrides, f"optimizer.lr={lr}"], workdir)
     torch.manual_seed(int(cfg.seed))
-    module = build_module(cfg, run_config(cfg))
+    module = build_module(cfg)
     trainer = instantiate(
-        cfg.trainer, callbacks=[], logger=False, max_epochs=-1, max_steps=steps, limit_val_batches=0,
+        cfg.trainer, callbacks=[ConfigInCheckpoint(run_config(cfg))], logger=False, max_epochs=-1, max_steps=steps, limit_val_batches=0,
         num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
     )
     tick = time.perf_counter()

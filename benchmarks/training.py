@@ -30,7 +30,6 @@ from benchmarks.common import (
     interleaved,
     median,
     paired_ratios,
-    run_config,
     speed_overrides,
     spread,
     sync,
@@ -158,7 +157,7 @@ def synthetic_batches(n: int, batch: int, device: torch.device) -> BatchList:
 
 def _core_parts(cfg: DictConfig, device: torch.device, seed: int = 0) -> tuple[nn.Module, NoiseSchedule, Degradation]:
     torch.manual_seed(seed)
-    module = build_module(cfg, run_config(cfg))
+    module = build_module(cfg)
     return module.network.to(device), module.schedule.to(device), module.degradation.to(device)
 
 
@@ -170,7 +169,7 @@ def training_paths(device: torch.device, steps: int, warmup: int, reps: int, wor
     batch = int(cfg.data.batch_size)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     torch.manual_seed(0)
-    module = build_module(cfg, run_config(cfg))
+    module = build_module(cfg)
     datamodule = instantiate(cfg.data)
     x, _ = load_mnist(cfg.data.root, "train")  # (60000, 1, 28, 28), the bare loop's in-memory data
     on_device = bool(cfg.data.on_device)
@@ -224,7 +223,7 @@ def overhead(device: torch.device, steps: int, warmup: int, reps: int, workdir: 
         "no_check_finite": ["module.check_finite=false"],
     }
     cfgs = {k: compose_train([*base, *v], workdir) for k, v in variants.items()}
-    modules = {k: build_module(c, run_config(c)) for k, c in cfgs.items()}
+    modules = {k: build_module(c) for k, c in cfgs.items()}
     runs: dict[str, Callable[[], float]] = {"bare": lambda: bare_loop(net, schedule, degradation, x, batch, steps, warmup, device, bf16)}
     for k in variants:
         runs[k] = lambda k=k: lightning_loop(cfgs[k], modules[k], steps, warmup, device, datamodule=datamodule,

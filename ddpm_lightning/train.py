@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.cli import FAILED_MARKER, entry, run_task
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import build_module, check_compatible
+from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, build_module, check_compatible
 from ddpm_lightning.lit.resilience import OptimizerOverrides
 from ddpm_lightning.lit.startup import check_optimizer, check_resumable, instantiate_trainer, run_fit
 from ddpm_lightning.rundir import write_yaml_atomic
@@ -59,12 +59,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 
     if cfg.get("ckpt_path"):  # resume: refuse a checkpoint of another model before Lightning loads it
-        check_compatible(cfg.ckpt_path, run_config)
+        check_compatible(cfg.ckpt_path, cfg.module)
         check_resumable(cfg.ckpt_path, cfg.trainer)  # a finished run: refused, its metrics.yaml kept
     datamodule = instantiate(cfg.data)
-    module = build_module(cfg, run_config)
+    module = build_module(cfg)  # instantiate(cfg.module): the module with its network, schedule, degradation, ...
     optimizer_values = check_optimizer(module, cfg.optimizer)  # optimizer.lr=-1: one line, before any writing
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks.append(ConfigInCheckpoint(run_config))  # sample/evaluate rebuild the module from its `module` node
     if cfg.get("ckpt_path"):  # the configured lr (etc.) wins over the checkpoint's optimizer state, with a warning
         callbacks.append(OptimizerOverrides(optimizer_values))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

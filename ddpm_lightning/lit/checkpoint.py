@@ -1,15 +1,20 @@
 """Loading a DiffusionModule back from a checkpoint, safely.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: no code from the file is executed.
-The resolved run config stored in the checkpoint rebuilds the network, schedule and degradation.
+Every checkpoint ``train`` writes holds the run's resolved config (``ConfigInCheckpoint``); its ``module``
+node (conf/train.yaml) is the DiffusionModule with its network, schedule, degradation, sampler and optimizer,
+and ``instantiate`` rebuilds the module from it. Resuming compares that node minus ``RUNTIME_KEYS``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,18 +42,38 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise DDPMError(f"cannot load checkpoint {path} safely (weights_only=True): {first}") from None
 
 
-def build_module(cfg: DictConfig, run_config: dict[str, Any] | None = None) -> DiffusionModule:
-    """Instantiate the DiffusionModule a (train) config describes."""
-    schedule = instantiate(cfg.schedule)
-    return DiffusionModule(
-        network=instantiate(cfg.model),
-        schedule=schedule,
-        degradation=instantiate(cfg.degradation),
-        sampler=instantiate(cfg.sampler),
-        optimizer=instantiate(cfg.optimizer),
-        run_config=run_config,
-        **cfg.get("module", {}),
-    )
+def build_module(cfg: DictConfig) -> DiffusionModule:
+    """``instantiate(cfg.module)``: the DiffusionModule a (train) config describes, parts included; a DDPMError
+    raised while building it (a bad schedule, a sampler that does not fit the degradation) comes out unwrapped."""
+    node = OmegaConf.create(OmegaConf.to_container(cfg.module, resolve=True))  # instantiate(cfg.module) would resolve cfg's groups in place
+    try:
+        return instantiate(node)
+    except InstantiationException as e:  # Hydra wraps what the constructors raise
+        if isinstance(e.__cause__, DDPMError):
+            raise e.__cause__ from None
+        raise
+
+
+def module_node(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The ``module`` node of a checkpoint's run config. A checkpoint written before the module node held its
+    parts (its ``module`` had only the runtime options) gets the node assembled from the old top-level groups."""
+    node = dict(run_config.get("module") or {})
+    if "_target_" in node:
+        return node
+    parts = {"network": "model", "schedule": "schedule", "degradation": "degradation", "sampler": "sampler", "optimizer": "optimizer"}
+    return {"_target_": f"{DiffusionModule.__module__}.DiffusionModule", **{k: run_config.get(v) for k, v in parts.items()},
+            "image_shape": [1, 28, 28], **node}
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Stores the run's resolved config in every checkpoint (``CONFIG_KEY``): its ``module`` node rebuilds the
+    module in ``sample``/``evaluate``; the rest (trainer, data, callbacks) records how the weights were trained."""
+
+    def __init__(self, run_config: dict[str, Any]) -> None:
+        self.run_config = run_config
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.run_config
 
 
 def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule, DictConfig]:
@@ -61,7 +86,7 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
         raise DDPMError(f"{path} is not a ddpm_lightning checkpoint (no '{CONFIG_KEY}' or 'state_dict')")
     run_config = ckpt[CONFIG_KEY]
     cfg = OmegaConf.create(run_config)
-    module = build_module(cfg, run_config)
+    module = build_module(OmegaConf.create({"module": module_node(run_config)}))
     state = ckpt["state_dict"]
     if not use_ema and "current_model_state" in ckpt:
         state = ckpt["current_model_state"]
@@ -84,8 +109,10 @@ def load_for_sampling(path: str | Path, device: str | None = None, precision: st
     return module, dev
 
 
-# The parts of the config that define the weights' shapes and meaning: resuming across them is an error.
-MODEL_KEYS = ("T", "schedule", "capacity", "model", "degradation")
+# The module node's keys that do not change what the weights mean: resume applies the new values (the optimizer's
+# through lit/resilience.py's OptimizerOverrides). Any other difference (network, schedule with T, degradation,
+# image_shape) makes resuming an error.
+RUNTIME_KEYS = ("sampler", "optimizer", "val_seed", "check_finite", "channels_last", "compile", "sample_precision")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -97,13 +124,38 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_compatible(path: str | Path, run_config: dict[str, Any]) -> None:
-    """Raise a one-line DDPMError if the checkpoint was trained with another model config."""
+def _user_key(root: DictConfig, key: str) -> str:
+    """The key a user sets for ``key``: follows whole-value interpolations, so ``module.network.channels``
+    (``network: ${model}``, ``channels: ${capacity.channels}``) is ``capacity.channels``."""
+    node: Any = root
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        child = node._get_node(part) if isinstance(node, DictConfig) else None
+        if child is None:
+            return key
+        raw = child._value()
+        ref = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+        if ref:
+            return _user_key(root, ".".join([ref.group(1), *parts[i + 1:]]))
+        node = child
+    return key
+
+
+def check_compatible(path: str | Path, module_cfg: DictConfig | dict[str, Any]) -> None:
+    """Raise a one-line DDPMError if the checkpoint's module node differs from ``module_cfg`` (the run's
+    ``cfg.module``, or a resolved dict of it) outside ``RUNTIME_KEYS``, naming the keys a user sets."""
     saved = read_checkpoint(path).get(CONFIG_KEY)
     if saved is None:
         raise DDPMError(f"{path} is not a ddpm_lightning checkpoint (no '{CONFIG_KEY}')")
-    old = _flatten({k: saved.get(k) for k in MODEL_KEYS})
-    new = _flatten({k: run_config.get(k) for k in MODEL_KEYS})
-    diffs = [f"{k}={old.get(k)!r} (now {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    new_node = OmegaConf.to_container(module_cfg, resolve=True) if isinstance(module_cfg, DictConfig) else module_cfg
+    old = _flatten({k: v for k, v in module_node(saved).items() if k not in RUNTIME_KEYS})
+    new = _flatten({k: v for k, v in new_node.items() if k not in RUNTIME_KEYS})  # type: ignore[union-attr]
+
+    def name(key: str) -> str:
+        if not isinstance(module_cfg, DictConfig):
+            return key
+        return _user_key(module_cfg._get_root(), f"{module_cfg._get_full_key(None)}.{key}")  # type: ignore[arg-type]
+
+    diffs = [f"{name(k)}={old.get(k)!r} (now {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diffs:
         raise DDPMError(f"checkpoint {path} was trained with a different model config: {'; '.join(diffs[:4])}")

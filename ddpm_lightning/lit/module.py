@@ -8,7 +8,7 @@ epochs and runs. Sampling goes through the configured sampler, built once from t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from typing import Any
@@ -28,7 +28,7 @@ from ddpm_lightning.core.schedules import NoiseSchedule
 SamplerFactory = Callable[..., Sampler]
 StepCallback = Callable[[int, int], None]  # (steps done, steps in all): progress bars, interruption
 
-CONFIG_KEY = "ddpm_config"  # the resolved Hydra config, stored in every checkpoint
+CONFIG_KEY = "ddpm_config"  # the run's resolved config in every checkpoint; its ``module`` node rebuilds this module
 
 # Sampling precision -> the autocast dtype of the network's forward (None: float32). Lightning's precision
 # names, so ``module.sample_precision: ${trainer.precision}`` samples in the precision the run trains in.
@@ -52,7 +52,7 @@ class DiffusionModule(pl.LightningModule):
         degradation: Degradation,
         sampler: SamplerFactory,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        run_config: dict[str, Any] | None = None,
+        image_shape: Sequence[int] = (1, 28, 28),
         val_seed: int = 0,
         check_finite: bool = True,
         channels_last: bool = False,
@@ -65,7 +65,7 @@ class DiffusionModule(pl.LightningModule):
         self.degradation = degradation
         self.sampler_factory = sampler
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-4))
-        self.run_config = run_config or {}
+        self.image_shape = tuple(int(s) for s in image_shape)  # (C, H, W) of generated images
         self.val_seed = val_seed
         self.check_finite = check_finite
         self.set_sample_precision(sample_precision)
@@ -151,7 +151,7 @@ class DiffusionModule(pl.LightningModule):
         self, n: int, seed: int = 0, sampler: Sampler | SamplerFactory | None = None, batch_size: int = 500,
         callback: StepCallback | None = None,
     ) -> Tensor:
-        """n images (n, 1, 28, 28), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
+        """n images (n, *image_shape), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
 
         The training RNG is untouched, so grids are comparable across epochs and runs. The network runs
         in ``sample_precision`` (by default the run's training precision; float32 for ``32-true``).
@@ -165,7 +165,7 @@ class DiffusionModule(pl.LightningModule):
         self.eval()
         chain = sampler if isinstance(sampler, Sampler) else self.make_sampler(sampler)
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        shape = tuple(self.run_config.get("image_shape", (1, 28, 28)))
+        shape = self.image_shape  # (C, H, W)
         out = []
         with self.sampling_autocast():
             for k, start in enumerate(range(0, n, batch_size)):
@@ -177,7 +177,6 @@ class DiffusionModule(pl.LightningModule):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.run_config
         checkpoint["train_loss_mean"] = {"epoch": self.current_epoch, **{k: v.detach().cpu() for k, v in self.train_loss_mean.metric_state.items()}}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

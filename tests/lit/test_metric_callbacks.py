@@ -42,7 +42,7 @@ def _scalars(logdir: Path) -> tuple[dict[str, list[int]], EventAccumulator]:
 
 
 def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, weights: Path) -> None:
-    module = build_module(_compose("T=20"), {})
+    module = build_module(_compose("T=20"))
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
     gen = GenerativeMetrics(n=4, kid_subsets=3, psnr_references=20, inception_weights=str(weights), inception_dims=64,
                             cache_dir=str(tmp_path / "cache"), bootstrap=5)
@@ -98,7 +98,7 @@ def test_denoising_x0_hat_from_oracle_and_zero_networks(data_dir: Path) -> None:
         def training_example(self, x0, t, schedule, generator=None):
             return super().training_example(x0, t, schedule, generator).z_t, x0
 
-    module = build_module(_compose("T=50"), {})
+    module = build_module(_compose("T=50"))
     den = DenoisingMetrics(n=8, timesteps=[5, 25, 45])
     module.network = Oracle(module.schedule, "eps")
     exact = den.compute(module, x0)
@@ -121,7 +121,7 @@ class ZeroNet(torch.nn.Module):
 
 
 def test_missing_weights_stop_the_run_at_start_up(tmp_path: Path, data_dir: Path) -> None:
-    module = build_module(_compose("T=20"), {})
+    module = build_module(_compose("T=20"))
     steps = []
     module.training_step = lambda batch, idx: steps.append(idx)  # type: ignore[method-assign]
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
@@ -150,7 +150,7 @@ def test_metrics_config_composes_and_instantiates(tmp_path: Path) -> None:
     cb = instantiate(gm, cache_dir=str(tmp_path / "c"))
     assert isinstance(cb, GenerativeMetrics) and cb.sampler is None
     ddim = instantiate(gm, sampler={"_target_": "ddpm_lightning.core.samplers.DDIM", "_partial_": True, "num_steps": 5}, cache_dir=None)
-    module = build_module(_compose("T=20"), {})
+    module = build_module(_compose("T=20"))
     assert module.make_sampler(ddim.sampler).name == "ddim"
     default = _compose().callbacks.generative_metrics  # default training: cheap metrics only
     assert default.n == 100 and not default.fid and not default.kid and default.fid_mnist

@@ -103,7 +103,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_ru
 
 def test_check_compatible_names_the_difference(trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
-    run_config = read_checkpoint(ckpt)["ddpm_config"]
+    run_config = read_checkpoint(ckpt)["ddpm_config"]["module"]  # the module node: what resuming compares
     check_compatible(ckpt, run_config)  # the same config is fine
     changed = {**run_config, "schedule": {**run_config["schedule"], "beta_end": 0.03}}
     with pytest.raises(DDPMError, match=r"schedule.beta_end=0.02 \(now 0.03\)"):
