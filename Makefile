@@ -19,7 +19,7 @@ ARGS ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help install train sample evaluate report test test-fast test-gpu tensorboard clean
+.PHONY: help install train sample evaluate report lint test test-fast test-gpu tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,11 +44,14 @@ evaluate: $(STAMP) ## metrics of a checkpoint (ARGS="ckpt_path=... n=1000 sample
 report: $(STAMP) ## table + figures of a sweep or run directory (ARGS="outputs/train/multiruns/<date>/<time>")
 	$(PY) -m ddpm_lightning.report $(ARGS)
 
-test: $(STAMP) ## run the whole test suite
+lint: $(STAMP) ## ruff check (rules in pyproject.toml [tool.ruff])
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint ## ruff check, then the whole test suite
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess, no full fit, no GPU (<= 2 min)
+	$(PY) -m pytest -q -m "not e2e and not gpu" $(ARGS)
 
 test-gpu: $(STAMP) ## the GPU tier (tests/gpu, <= 5 min on one H200; skipped without CUDA). No venv there: bash .gpu/run.sh python3 -m pytest -q tests/gpu
 	$(PY) -m pytest -q tests/gpu $(ARGS)

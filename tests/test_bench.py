@@ -100,11 +100,10 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     module.channels_last computes the same network; the default preset (speed=auto) picks per device;
     speed=exact is the study's float32."""
     import torch
+    from torch.utils.data import DataLoader, TensorDataset
 
     from ddpm_lightning.cli import _compose
     from ddpm_lightning.lit.checkpoint import build_module
-    from torch.utils.data import DataLoader, TensorDataset
-
     from ddpm_lightning.lit.data import BatchTensorDataset, EpochSeededSampler, MNISTDataModule
 
     dms = [MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
-from tests.test_report import REPO, TINY, only_core_callbacks, run_module
 
 from ddpm_lightning.report import report
+from tests.test_report import REPO, TINY, only_core_callbacks, run_module
 
 STUDY = {  # experiment -> (schedule, channels, degradation)
     "study_linear": ("linear", [16, 32, 32, 16], "Gaussian"),

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.reporting.runs import find_runs
-from tests.conftest import FID_WEIGHTS, TINY, run_cli
+from tests.conftest import TINY, run_cli
 
 UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
 

@@ -11,13 +11,13 @@ import yaml
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, run_cli
-from tests.test_report import only_core_callbacks
 from ddpm_lightning.cli import CONF_DIR
 from ddpm_lightning.core.cold import Blur, ColdSampler
 from ddpm_lightning.core.degradations import EntropyScaled
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, load_module
+from tests.conftest import TINY, run_cli
+from tests.test_report import only_core_callbacks
 
 DEGRADATIONS = ["des", "des_image", "blur"]
 SMALL_NET = "capacity.channels=[8,8]"  # the tiny runs test the plumbing, not the network

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 import ddpm_lightning.lit.metrics as metrics
 from ddpm_lightning.classifier import load_or_train_classifier

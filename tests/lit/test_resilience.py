@@ -25,7 +25,6 @@ from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from tests.conftest import DATA_DIR, TINY, run_cli
 from tests.helpers import read_step, wait_for
 
-
 # TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
 UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
 
