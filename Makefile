@@ -68,11 +68,7 @@ REPRO_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 STUDY_DIR ?= outputs/study/$(REPRO_STAMP)
 SMOKE_DIR ?= outputs/study-smoke/$(REPRO_STAMP)
 REPORT_ARGS ?=
-SMOKE_ARGS := trainer.accelerator=cpu T=10 trainer.max_epochs=2 data.train_subset=256 data.val_subset=32 \
-	data.batch_size=16 +trainer.limit_train_batches=2 +trainer.limit_val_batches=1 trainer.log_every_n_steps=1 \
-	callbacks.sample_grid.n=4 callbacks.generative_metrics.n=16 callbacks.generative_metrics.every_n_epochs=2 \
-	callbacks.generative_metrics.psnr_references=8 callbacks.generative_metrics.kid_subsets=10 \
-	callbacks.generative_metrics.kid_subset_size=8 callbacks.denoising_metrics.n=8
+SMOKE_ARGS := +debug=smoke  # conf/debug/smoke.yaml: T=10, 2 epochs of 2 batches of 16, metrics on 16 samples, CPU
 
 .PHONY: reproduce reproduce-smoke
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.gpu_study import project
 from benchmarks.report import targets
-from tests.conftest import DATA_DIR, REPO
+from tests.helpers.run import DATA_DIR, REPO
 
 SECTIONS = ("meta", "training", "overhead", "sampling", "evaluation", "capacity", "speed_options", "targets")
 

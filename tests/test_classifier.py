@@ -12,7 +12,7 @@ import ddpm_lightning.classifier as clf
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
 from ddpm_lightning.lit.data import load_mnist
-from tests.conftest import run_cli
+from tests.helpers.run import run_cli
 
 SMALL = {"channels": (8, 16), "feature_dim": 16}  # a classifier that trains in a blink (accuracy irrelevant)
 

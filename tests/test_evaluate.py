@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ddpm_lightning.lit.checkpoint import load_module
-from tests.conftest import FID_WEIGHTS, run_cli
+from tests.helpers.run import FID_WEIGHTS, run_cli
 
 ALL = {"psnr", "ssim", "fid", "kid", "kid_std", "fid_mnist", "class_entropy", "modes_covered"}
 TRUST = {"fid_floor", "fid_mnist_floor", "fid_mnist_ci_low", "fid_mnist_ci_high"}  # floors and the bootstrap interval

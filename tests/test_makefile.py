@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers.run import REPO
 
 VENV = Path(sys.executable).parent.parent
 

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.report import report
-from tests.test_report import REPO, TINY, only_core_callbacks, run_module
+from tests.helpers.config import compose_train as _compose_train
+from tests.helpers.config import only_core_callbacks
+from tests.helpers.run import TINY_SWEEP as TINY
+from tests.helpers.run import run_module
 
 STUDY = {  # experiment -> (schedule, channels, degradation)
     "study_linear": ("linear", [16, 32, 32, 16], "Gaussian"),
@@ -25,8 +27,7 @@ STUDY = {  # experiment -> (schedule, channels, degradation)
 
 
 def compose_train(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return _compose_train(*overrides, return_hydra_config=True)
 
 
 @pytest.mark.parametrize("experiment", sorted(STUDY))

@@ -3,60 +3,20 @@ metric keys picked up when logged and blank when not; single run / folder of run
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
 from ddpm_lightning.report import FIGURES, main, report
 from ddpm_lightning.reporting.runs import nearest_epoch, read_scalars
-
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", REPO.parent / "shared" / "data"))
-
-# A run in a few seconds on CPU: tiny T, tiny CNN, 2 batches of 32, 2 epochs.
-TINY = [
-    "T=10",
-    "capacity.channels=[8,8]",
-    "data.train_subset=256",
-    "data.val_subset=64",
-    "data.batch_size=32",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "callbacks.sample_grid.n=4",
-    "callbacks.progress_bar=null",
-    "+trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
-
-
-def only_core_callbacks() -> list[str]:
-    """``callbacks.<name>=null`` for the sample-quality metric callbacks (FID, KID, ...: minutes on CPU)
-    in the composed default config, whatever it holds; checkpointing and sample grids stay on."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["paths.output_dir=."])
-    return [
-        f"callbacks.{name}=null"
-        for name, node in (cfg.get("callbacks") or {}).items()
-        if node is not None and "metric" in str(node.get("_target_", ""))
-    ]
-
-
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-    )
+from tests.helpers.config import only_core_callbacks
+from tests.helpers.run import DATA_DIR, run_module
+from tests.helpers.run import TINY_SWEEP as TINY  # a run in a few seconds on CPU: tiny T, tiny CNN, 2 epochs
 
 
 def assert_png(path: Path) -> None:

@@ -13,7 +13,7 @@ from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.train import GROUPS
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, run_cli
 
 
 def _ok(proc) -> None:

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ddpm_lightning.cli import CONF_DIR
 from ddpm_lightning.core.cold import Blur, ColdSampler
 from ddpm_lightning.core.degradations import EntropyScaled
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, load_module
-from tests.conftest import TINY, run_cli
-from tests.test_report import only_core_callbacks
+from tests.helpers.config import compose_train, only_core_callbacks
+from tests.helpers.run import TINY, run_cli
 
 DEGRADATIONS = ["des", "des_image", "blur"]
 SMALL_NET = "capacity.channels=[8,8]"  # the tiny runs test the plumbing, not the network
@@ -99,8 +97,7 @@ def test_sample_entry_point(tmp_path_factory: pytest.TempPathFactory, data_dir: 
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=["T=20", *overrides])
+    return compose_train("T=20", *overrides)
 
 
 @pytest.mark.parametrize(

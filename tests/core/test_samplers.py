@@ -5,6 +5,7 @@ from ddpm_lightning.core import schedules
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.cnn import CNN
 from ddpm_lightning.core.samplers import DDIM, Ancestral
+from tests.helpers.oracles import sample_moments as _moments
 
 T = 50
 
@@ -79,22 +80,6 @@ def test_bad_sampler_settings():
         DDIM(s, num_steps=T + 1)
     with pytest.raises(DDPMError, match="variance"):
         Ancestral(s, variance="nope")
-
-
-def _gaussian_data_oracle(schedule, mean: float, std: float):
-    """The exact ε-predictor E[ε | z_t] for data x0 ~ N(mean, std²) (per pixel):
-    z_t = √ᾱ x0 + √(1−ᾱ) ε is Gaussian, so E[ε | z_t] = √(1−ᾱ)(z_t − √ᾱ·mean) / (ᾱ·std² + 1 − ᾱ)."""
-
-    def model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = schedule.alpha_bars[t].view(-1, *([1] * (z.dim() - 1))).to(torch.float64)
-        return ((1 - ab).sqrt() * (z - ab.sqrt() * mean) / (ab * std**2 + 1 - ab)).to(z.dtype)
-
-    return model
-
-
-def _moments(sampler, schedule) -> tuple[float, float]:
-    x = sampler.sample(_gaussian_data_oracle(schedule, 0.3, 0.5), (5000, 1, 2, 2), torch.Generator().manual_seed(0))
-    return x.mean().item(), x.std().item()
 
 
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])

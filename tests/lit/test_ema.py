@@ -14,7 +14,7 @@ import torch
 
 from ddpm_lightning.cli import _compose
 from ddpm_lightning.lit.checkpoint import load_module
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, run_cli
 
 STEPS = 3
 

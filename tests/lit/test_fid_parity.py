@@ -11,7 +11,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 import ddpm_lightning.lit.metrics as metrics
 from ddpm_lightning.lit.data import load_mnist
-from tests.conftest import FID_WEIGHTS
+from tests.helpers.run import FID_WEIGHTS
 
 
 class _Uint8(torch.utils.data.Dataset):

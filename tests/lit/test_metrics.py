@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -17,18 +16,17 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 import ddpm_lightning.lit.metrics as metrics
 from ddpm_lightning.classifier import load_or_train_classifier
-from ddpm_lightning.cli import CONF_DIR
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import MNISTDataModule, load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics
-from tests.conftest import FID_WEIGHTS, TINY, run_cli
+from tests.helpers.config import compose_train
+from tests.helpers.run import FID_WEIGHTS, TINY, run_cli
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return compose_train(*overrides)
 
 
 @pytest.fixture(scope="module")

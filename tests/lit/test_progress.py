@@ -17,8 +17,7 @@ from ddpm_lightning.core.networks.cnn import CNN
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
-from tests.conftest import DATA_DIR, TINY
-from tests.helpers import wait_for
+from tests.helpers.run import DATA_DIR, TINY, wait_for
 
 
 def test_sampler_calls_back_after_each_step() -> None:

@@ -22,8 +22,7 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
-from tests.conftest import DATA_DIR, TINY, run_cli
-from tests.helpers import read_step, wait_for
+from tests.helpers.run import DATA_DIR, TINY, read_step, run_cli, wait_for
 
 # TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
 UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
@@ -122,7 +121,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
-             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.StepFile",
+             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
              f"+callbacks.steps.path={steps}", f"hydra.run.dir={run_dir}"],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
             preexec_fn=_restore_sigint,
@@ -165,7 +164,7 @@ def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
     # killed right after step 4 (8 batches per epoch): the step checkpoint of step 3 is all that is left
-    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=4",
+    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.callbacks.KillAt", "+callbacks.kill.step=4",
                    f"hydra.run.dir={cut}")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     last = cut / "checkpoints" / "last.ckpt"

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import DATA_DIR, TINY, run_cli
+from tests.helpers.run import DATA_DIR, TINY, run_cli
 
 # 7 batches of 64 per epoch and the default log_every_n_steps (50): the README's short-run shape
 SHORT = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.log_every_n_steps"))]

@@ -1,0 +1,52 @@
+"""Where the real MNIST files and FID weights are, the tiny-run overrides, and running entry points as a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SHARED = REPO.parent / "shared"
+
+DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", SHARED / "data"))
+FID_WEIGHTS = Path(os.environ.get("DDPM_FID_WEIGHTS", SHARED / "weights" / "pt_inception-2015-12-05.pth"))
+
+# Overrides that shrink a training run to seconds on CPU (real MNIST files, tiny T, few batches): conf/debug/tiny.yaml.
+TINY = ["+debug=tiny"]
+# A 2-epoch run of a tiny CNN in a few seconds, without progress bars: the sweeps' jobs (report, multirun, DDP tests).
+TINY_SWEEP = ["+debug=quiet", "T=10", "capacity.channels=[8,8]", "trainer.max_epochs=2"]
+
+
+def run_cli(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
+    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), **(env or {})}  # warnings shown: tests see what users see
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
+    )
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``run_cli`` with Python warnings silenced (the report tests read the output, not the warnings)."""
+    return run_cli(module, *args, env={"PYTHONWARNINGS": "ignore"}, timeout=timeout, cwd=cwd)
+
+
+def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 240) -> bool:
+    """Poll ``predicate`` (a state: a file, a step count) until it holds, ``proc`` exits or ``timeout``
+    seconds pass (a bound against hangs, not a guess at speed). Returns whether the state was reached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def read_step(path: Path) -> int:
+    """The step a ``StepFile`` last wrote, or -1 if none yet."""
+    return int(path.read_text()) if path.is_file() else -1
