@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run
 from tests.helpers.run import DATA_DIR, TINY, run_cli
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures (a module-scoped fixture may run a training): only e2e tests run entry points."""
+    run.E2E_ALLOWED[0] = item.get_closest_marker("e2e") is not None
+    run.guard_fit()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    run.E2E_ALLOWED[0] = True
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dic
     return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()
 
 
+@pytest.mark.e2e
 def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     r, md = smoke
     assert all(k in r for k in SECTIONS)

@@ -72,6 +72,7 @@ def test_packaged_classifier_reaches_99_percent(data_dir: Path) -> None:
     assert abs(acc - meta["test_accuracy"]) < 1e-9  # the recorded number is the measured one
 
 
+@pytest.mark.e2e
 def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "c.pt"
     proc = run_cli("ddpm_lightning.classifier", "max_steps=2", "channels=[8,16]", "feature_dim=16", f"output={out}",
@@ -84,6 +85,7 @@ def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_di
     assert summary["steps"] == 2 and summary["output"] == str(out)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cli_training_reaches_99_percent(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "c.pt"

@@ -60,6 +60,7 @@ CALLBACKS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("callbacks", sorted(CALLBACKS))
 def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks: str) -> None:
     """Every rank takes part in the metric callbacks and the grid: the run finishes (before this, rank 0 sat

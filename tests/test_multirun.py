@@ -92,6 +92,7 @@ def test_hparams_search_composes() -> None:
     assert set(sweeper.params) == {"optimizer.lr", "schedule.beta_end", "capacity"}
 
 
+@pytest.mark.e2e
 def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     """Two jobs one after the other (basic launcher); the first, β2 = 2.0, is invalid. The second still
     runs (checkpoint, metrics), Hydra exits non-zero at the end, the report marks the first failed."""
@@ -114,6 +115,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert "schedule of run 0 not drawn" in markdown  # its schedule cannot be built; said so
 
 
+@pytest.mark.e2e
 def test_optuna_search_two_trials(tmp_path: Path) -> None:
     """The search's best value is the smallest final val/loss among its trials."""
     sweep = tmp_path / "search"

@@ -13,6 +13,8 @@ from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.report import main as report_main
 from tests.helpers.run import TINY, run_cli
 
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
+
 
 def _one_error(proc) -> str:  # type: ignore[no-untyped-def]
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])

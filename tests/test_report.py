@@ -45,6 +45,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     proc = run_module("ddpm_lightning.report", str(sweep), cwd=sweep.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,6 +83,7 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
         assert_png(sweep / name)
 
 
+@pytest.mark.e2e
 def test_report_single_run_and_folder_of_runs(sweep: Path, tmp_path: Path) -> None:
     single = report(sweep / "2", out_dir=tmp_path / "single", early_epoch=0, late_epoch=1)
     table = pd.read_csv(single["csv"])
@@ -113,6 +115,7 @@ def _events(path: Path, tags: dict[str, list[float]]) -> None:
     writer.close()
 
 
+@pytest.mark.e2e
 def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) -> None:
     """Runs whose callbacks logged FID/KID/PSNR/SSIM (keys of the metric callbacks) fill those cells
     and curves; a run without them stays blank; an unknown val/* key gets its own column."""
@@ -142,6 +145,7 @@ def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) ->
     assert "| 11.25 |" in markdown and "| 0.3750 |" in markdown  # PSNR, SSIM in the markdown table
 
 
+@pytest.mark.e2e
 def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
     root = tmp_path / "sweep"
     shutil.copytree(sweep / "0", root / "0")
@@ -152,6 +156,7 @@ def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
     assert table["val/loss"][1] == pytest.approx(read_scalars(root / "1" / "tensorboard")["val/loss"][1][-1])
 
 
+@pytest.mark.e2e
 def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_module("ddpm_lightning.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
@@ -168,6 +173,7 @@ def test_nearest_epoch() -> None:
     assert nearest_epoch([], 3) is None
 
 
+@pytest.mark.e2e
 def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
     """experiment=study_seeds, two of its configurations × seeds 0, 1, tiny: the report shows mean ± interval
     per configuration beside the floor, and a ranking that says whether each gap exceeds the spread."""

@@ -46,6 +46,7 @@ def _scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+@pytest.mark.e2e
 def test_trains_checkpoints_and_logs(run: tuple[str, Path]) -> None:
     name, out = run
     assert (out / "checkpoints" / "last.ckpt").is_file()
@@ -62,6 +63,7 @@ def test_trains_checkpoints_and_logs(run: tuple[str, Path]) -> None:
         assert 0.0 < s < 1.0
 
 
+@pytest.mark.e2e
 def test_checkpoint_records_the_sampling_choice_and_samples(run: tuple[str, Path]) -> None:
     name, out = run
     module, cfg = load_module(out / "checkpoints" / "last.ckpt")
@@ -86,6 +88,7 @@ def test_checkpoint_records_the_sampling_choice_and_samples(run: tuple[str, Path
     assert a.shape == (4, 1, 28, 28) and torch.isfinite(a).all()
 
 
+@pytest.mark.e2e
 def test_sample_entry_point(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tmp_path: Path) -> None:
     """``python -m ddpm_lightning.sample`` on the blur checkpoint: its prior and Algorithm 2 via the entry point."""
     out = _train("blur", tmp_path_factory)

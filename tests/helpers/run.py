@@ -21,10 +21,37 @@ TINY = ["+debug=tiny"]
 TINY_SWEEP = ["+debug=quiet", "T=10", "capacity.channels=[8,8]", "trainer.max_epochs=2"]
 
 
+# Whether the running test is marked ``e2e`` (set by tests/conftest.py before the test's fixtures are set up): an
+# entry point in a subprocess or a full ``Trainer.fit`` outside an e2e test fails, so `make test-fast` stays fast.
+E2E_ALLOWED = [True]
+
+
+def require_e2e(what: str) -> None:
+    """Fail when the running test is not marked ``e2e`` but does what only e2e tests may (``what``)."""
+    if not E2E_ALLOWED[0]:
+        raise AssertionError(f"{what}: a test that runs an entry point or a full fit must be marked @pytest.mark.e2e")
+
+
+def guard_fit() -> None:
+    """Make ``lightning.pytorch.Trainer.fit`` call ``require_e2e`` (once Lightning is imported)."""
+    pl = sys.modules.get("lightning.pytorch")
+    if pl is None or getattr(pl.Trainer.fit, "e2e_guard", False):
+        return
+    fit = pl.Trainer.fit
+
+    def guarded(self: object, *args: object, **kwargs: object) -> object:
+        require_e2e("Trainer.fit")
+        return fit(self, *args, **kwargs)
+
+    guarded.e2e_guard = True
+    pl.Trainer.fit = guarded
+
+
 def run_cli(
     module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
 ) -> subprocess.CompletedProcess:
     """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
+    require_e2e(f"python -m {module}")
     full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), **(env or {})}  # warnings shown: tests see what users see
     return subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd

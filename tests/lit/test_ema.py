@@ -31,6 +31,7 @@ def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return run_dir / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.e2e
 def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
     ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
     ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
@@ -44,6 +45,7 @@ def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
     assert int(ema["degradation.num_batches"]) == STEPS
 
 
+@pytest.mark.e2e
 def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
     ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
     module, _ = load_module(ema_run)
@@ -58,6 +60,7 @@ def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
     assert not torch.equal(images, raw_module.generate(4, seed=3))  # the EMA weights, not the raw ones
 
 
+@pytest.mark.e2e
 def test_sample_grid_shows_the_ema_weights(ema_run: Path, tmp_path: Path) -> None:
     """The per-epoch grid is sampled while the averaged weights are swapped in (at validation end)."""
     from ddpm_lightning.lit.callbacks import save_grid

@@ -151,6 +151,7 @@ def _scalars(logdir: Path) -> tuple[dict[str, list[int]], EventAccumulator]:
     return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}, acc
 
 
+@pytest.mark.e2e
 def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, weights: Path) -> None:
     module = build_module(_compose("T=20"), {})
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
@@ -230,6 +231,7 @@ class ZeroNet(torch.nn.Module):
         return torch.zeros_like(z)
 
 
+@pytest.mark.e2e
 def test_missing_weights_stop_the_run_at_start_up(tmp_path: Path, data_dir: Path) -> None:
     module = build_module(_compose("T=20"), {})
     steps = []

@@ -45,6 +45,7 @@ def test_generate_counts_the_steps_of_all_chunks_and_can_be_stopped() -> None:
         module.generate(4)
 
 
+@pytest.mark.e2e
 def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: Path, data_dir: Path) -> None:
     """The sample grid's chain (4000 steps) is under way when SIGTERM arrives: the run saves and exits
     without finishing it (no grid file), instead of after the whole chain (old code: minutes at T = 1000)."""

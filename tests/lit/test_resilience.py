@@ -34,6 +34,7 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
+@pytest.mark.e2e
 def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, trained_run: Path) -> None:
     run_b = tmp_path / "b"
     # run from an empty working directory: nothing may be written outside the run and cache dirs
@@ -59,6 +60,7 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], rel=1e-5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("extra", [("degradation=des", "callbacks=ema")], ids=["des+ema"])
 def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: Path, extra: tuple[str, ...]) -> None:
     """2 epochs straight == 1 epoch + resume for 1: raw and EMA weights, Adam's moments, the EMA's step
@@ -88,6 +90,7 @@ def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
 
 
+@pytest.mark.e2e
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = _snapshot(trained_run)
@@ -99,6 +102,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_ru
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_check_compatible_names_the_difference(trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     run_config = read_checkpoint(ckpt)["ddpm_config"]
@@ -112,6 +116,7 @@ def _restore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell job starts with SIGINT ignored
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig, rc, name", [(signal.SIGTERM, 143, "SIGTERMException"), (signal.SIGINT, 130, "KeyboardInterrupt")])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
@@ -140,6 +145,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
 
 
+@pytest.mark.e2e
 def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = list(UNBOUNDED)
@@ -156,6 +162,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
     assert ckpt["global_step"] >= 4 and ckpt["global_step"] % 2 == 0 and ckpt["epoch"] == 0
 
 
+@pytest.mark.e2e
 def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     """A run SIGKILLed mid-epoch resumes from its last step checkpoint with the batches that epoch had not
     seen, in the same order, and the same RNG: the result equals a straight run's."""
@@ -223,6 +230,7 @@ class _NaNAfter(nn.Module):
         return z * self.w * (float("nan") if self.calls > self.n else 1.0)
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_training_without_a_best_checkpoint(tmp_path: Path) -> None:
     module = DiffusionModule(_NaNAfter(3), schedules.linear(T=10), Gaussian(), Ancestral)
     data = TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1, torch.zeros(64))

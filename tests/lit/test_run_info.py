@@ -20,6 +20,7 @@ SHORT += ["data.train_subset=448"]
 NOISE = ("Warning", "warn(", "litlogger", "FLOPs", "LeafSpec", "model summary")
 
 
+@pytest.mark.e2e
 def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli("ddpm_lightning.train", *SHORT, "schedule=geometric", f"hydra.run.dir={run_dir}")
@@ -45,6 +46,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert acc.Images("samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 
 
+@pytest.mark.e2e
 def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli("ddpm_lightning.train", "-m", *TINY, "seed=0,1", "callbacks.generative_metrics=null",
@@ -56,6 +58,7 @@ def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path
     assert f"python -m ddpm_lightning.report {sweep}\n" in out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("entry", ["train", "sample", "evaluate"])
 def test_an_override_typo_fails_before_torch_is_imported(entry: str) -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"ddpm_lightning.{entry}", "schedul=linear"],

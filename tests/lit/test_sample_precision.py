@@ -11,6 +11,8 @@ from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import load_module
 from tests.helpers.run import run_cli
 
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
+
 
 def _autocast_seen(module, precision: str) -> set[tuple[bool, torch.dtype]]:
     """(autocast on, its CPU dtype) at every network call of one tiny sampling run in ``precision``."""
