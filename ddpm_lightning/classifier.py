@@ -34,18 +34,12 @@ from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
 from ddpm_lightning.lit.data import load_mnist
+from ddpm_lightning.utils import atomic_open, first_line, pick_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "ddpm_lightning.mnist_classifier/1"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "assets" / "mnist_classifier.pt"
-
-
-def pick_device(device: str | None) -> torch.device:
-    """``None``/'auto': cuda if available, else cpu."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()
@@ -123,9 +117,8 @@ def save_classifier(model: MNISTClassifier, path: str | os.PathLike, meta: dict[
     """Write ``{state_dict, **meta}`` atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, f)
     return path
 
 
@@ -136,15 +129,14 @@ def load_classifier(path: str | os.PathLike) -> tuple[MNISTClassifier, dict[str,
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DDPMError(f"cannot read classifier weights {path}: {first}") from None
+        raise DDPMError(f"cannot read classifier weights {path}: {first_line(e)}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or "state_dict" not in blob:
         raise DDPMError(f"{path} is not a ddpm_lightning MNIST classifier file (format {FORMAT!r})")
     model = MNISTClassifier(**blob["arch"])
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as e:
-        raise DDPMError(f"classifier weights {path} do not match its arch {blob['arch']}: {str(e).splitlines()[0]}") from None
+        raise DDPMError(f"classifier weights {path} do not match its arch {blob['arch']}: {first_line(e)}") from None
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     meta["path"] = str(path)
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()

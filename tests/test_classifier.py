@@ -33,7 +33,7 @@ def test_train_save_load_roundtrip(tmp_path: Path, data_dir: Path) -> None:
     x = load_mnist(data_dir, "test")[0][:8]
     assert torch.allclose(loaded(x), model(x)) and loaded.features(x).shape == (8, 16)
     assert meta2["test_accuracy"] == meta["test_accuracy"] and len(meta2["sha256"]) == 64
-    assert not list((tmp_path / "sub").glob(".*.tmp"))  # written atomically, no leftovers
+    assert not list((tmp_path / "sub").glob(".*.tmp*"))  # written atomically, no leftovers
 
 
 def test_load_or_train_trains_once(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
