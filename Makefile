@@ -50,8 +50,8 @@ lint: $(STAMP) ## ruff check (rules in pyproject.toml [tool.ruff])
 test: $(STAMP) lint ## ruff check, then the whole test suite
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess, no full fit, no GPU (<= 2 min)
-	$(PY) -m pytest -q -m "not e2e and not gpu" $(ARGS)
+test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess or full fit (e2e), no Inception (slow), no GPU
+	$(PY) -m pytest -q -m "not e2e and not slow and not gpu" $(ARGS)
 
 test-gpu: $(STAMP) ## the GPU tier (tests/gpu, <= 5 min on one H200; skipped without CUDA). No venv there: bash .gpu/run.sh python3 -m pytest -q tests/gpu
 	$(PY) -m pytest -q tests/gpu $(ARGS)

@@ -169,6 +169,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned gloo processes (make test-fast leaves it out)
 def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg_init"), str(out)), nprocs=2, join=True)

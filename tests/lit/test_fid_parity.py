@@ -27,6 +27,7 @@ class _Uint8(torch.utils.data.Dataset):
         return self.images[i]
 
 
+@pytest.mark.slow  # Inception on CPU: minutes (make test-fast leaves it out)
 @pytest.mark.timeout(600)
 def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     if not FID_WEIGHTS.is_file():

@@ -65,6 +65,7 @@ def test_classifier_fid_kid_self_real_noise(classifier_features, mnist_test) -> 
     assert metrics.kernel_distance(classifier_features, fa, b, subsets=10, subset_size=200) == kid_real  # seeded subsets
 
 
+@pytest.mark.slow  # Inception on CPU: ~1 min (make test-fast leaves it out)
 def test_inception_fid_kid_mnist_vs_noise(weights, mnist_test) -> None:
     inception = metrics.InceptionFeatures(weights)  # the standard 2048-d pool3 features
     feats = inception(torch.cat([mnist_test[:4], noise_images(4)]))  # (8, 2048), one batch: ~0.2 s per image on CPU
