@@ -1,4 +1,4 @@
-"""The GPU tier's tiny runs (tests/gpu/): the device, the overrides, a training run and what a finished run must hold."""
+"""The GPU tier's tiny runs (tests/gpu/): the device, the overrides, a training run, what a finished run holds."""
 
 from __future__ import annotations
 
