@@ -23,6 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.gpu)
+            item.add_marker(pytest.mark.e2e)  # the tier runs the entry points (tests/helpers/run.py: require_e2e)
             if skip is not None:
                 item.add_marker(skip)
 
