@@ -11,11 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.reporting.runs import find_runs
-from tests.helpers.run import TINY, run_cli
+from tests.helpers.run import TINY, UNBOUNDED, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
-
-UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
 
 
 def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:

@@ -13,12 +13,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.reporting.runs import read_run
-from tests.helpers.run import TINY, run_cli
+from tests.helpers.run import TINY, UNBOUNDED, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
-# TINY without its epoch and batch limits: each test stops the run itself, by a signal at a known step
-UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+# UNBOUNDED: TINY without its batch limit; each test stops the run itself, by a signal at a known step
 
 
 @pytest.mark.parametrize("sig, rc", [("SIGTERM", 143), ("SIGINT", 130)])

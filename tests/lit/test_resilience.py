@@ -22,10 +22,7 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
-from tests.helpers.run import DATA_DIR, TINY, read_step, run_cli, wait_for
-
-# TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
-UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
