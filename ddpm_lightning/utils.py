@@ -7,9 +7,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is chosen: rundir (and the override check) stays torch-free
+    import torch
 
 
 def tmp_path_for(path: Path) -> Path:
@@ -43,6 +44,8 @@ def first_line(exc: BaseException) -> str:
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``device``, or for ``None``/``"auto"`` the GPU if torch sees one, else the CPU."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
