@@ -19,7 +19,7 @@ ARGS ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help install train sample evaluate report test test-fast test-gpu tensorboard clean
+.PHONY: help install train sample evaluate report lint test test-fast test-gpu tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,11 +44,14 @@ evaluate: $(STAMP) ## metrics of a checkpoint (ARGS="ckpt_path=... n=1000 sample
 report: $(STAMP) ## table + figures of a sweep or run directory (ARGS="outputs/train/multiruns/<date>/<time>")
 	$(PY) -m ddpm_lightning.report $(ARGS)
 
-test: $(STAMP) ## run the whole test suite
+lint: $(STAMP) ## ruff check (rules in pyproject.toml [tool.ruff])
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint ## ruff check, then the whole test suite
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess or full fit (e2e), no Inception (slow), no GPU
+	$(PY) -m pytest -q -m "not e2e and not slow and not gpu" $(ARGS)
 
 test-gpu: $(STAMP) ## the GPU tier (tests/gpu, <= 5 min on one H200; skipped without CUDA). No venv there: bash .gpu/run.sh python3 -m pytest -q tests/gpu
 	$(PY) -m pytest -q tests/gpu $(ARGS)
@@ -65,11 +68,7 @@ REPRO_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 STUDY_DIR ?= outputs/study/$(REPRO_STAMP)
 SMOKE_DIR ?= outputs/study-smoke/$(REPRO_STAMP)
 REPORT_ARGS ?=
-SMOKE_ARGS := trainer.accelerator=cpu T=10 trainer.max_epochs=2 data.train_subset=256 data.val_subset=32 \
-	data.batch_size=16 +trainer.limit_train_batches=2 +trainer.limit_val_batches=1 trainer.log_every_n_steps=1 \
-	callbacks.sample_grid.n=4 callbacks.generative_metrics.n=16 callbacks.generative_metrics.every_n_epochs=2 \
-	callbacks.generative_metrics.psnr_references=8 callbacks.generative_metrics.kid_subsets=10 \
-	callbacks.generative_metrics.kid_subset_size=8 callbacks.denoising_metrics.n=8
+SMOKE_ARGS := +debug=smoke  # conf/debug/smoke.yaml: T=10, 2 epochs of 2 batches of 16, metrics on 16 samples, CPU
 
 .PHONY: reproduce reproduce-smoke
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm_lightning.utils import pick_device
+
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 EPOCH_STEPS = 468  # 60,000 MNIST training images // batch 128 (drop_last)
@@ -32,7 +34,7 @@ def quiet() -> None:
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return pick_device()
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no GPU; use --device cpu")
     return torch.device(name)

@@ -30,10 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 RUNS = ["study_linear", "study_geometric", "study_custom", "study_des", "study_large"]  # large last: it gets what the others leave
 STUDY_EPOCHS = 50
 # --smoke: the Makefile's reproduce-smoke settings on CPU, without Inception FID/KID.
-SMOKE = ["speed=cpu", "T=10", "data.train_subset=256", "data.val_subset=32", "data.batch_size=16", "+trainer.limit_train_batches=2",
-         "+trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "callbacks.sample_grid.n=4", "callbacks.generative_metrics.n=32",
-         "callbacks.generative_metrics.psnr_references=8", "callbacks.generative_metrics.kid_subsets=10",
-         "callbacks.generative_metrics.kid_subset_size=16", "callbacks.denoising_metrics.n=8",
+SMOKE = ["speed=cpu", "+debug=smoke", "callbacks.generative_metrics.n=32", "callbacks.generative_metrics.every_n_epochs=1",
+         "callbacks.generative_metrics.kid_subset_size=16",  # conf/debug/smoke.yaml, metrics every epoch on 32 samples
          "callbacks.generative_metrics.fid=false", "callbacks.generative_metrics.kid=false"]  # Inception: ~40 s/epoch on CPU
 
 

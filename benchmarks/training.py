@@ -41,7 +41,6 @@ from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 
 
-
 class BatchList:
     """Ready-made batches as one iterable (a plain list would be read as a list of dataloaders)."""
 

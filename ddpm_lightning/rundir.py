@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.utils import atomic_open
 
 RESUMES = "resumes"  # <run>/resumes/<time>/: Hydra's files of each resume of <run>
 STUB_ENTRIES = {".hydra", "train.log", "sample.log", "evaluate.log", "classifier.log", "FAILED"}
@@ -40,16 +41,8 @@ if not OmegaConf.has_resolver("resume_run_dir"):
 
 def write_yaml_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
     """Write ``data`` as YAML so that a reader (or a kill) sees the old file or the new one, never half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(OmegaConf.to_yaml(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "w") as f:
+        f.write(OmegaConf.to_yaml(data))
 
 
 def check_writable(path: str | os.PathLike, what: str, hint: str) -> None:

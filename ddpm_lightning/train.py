@@ -7,7 +7,7 @@ TensorBoard events into its own directory under outputs/.
 
 from __future__ import annotations
 
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed")
+GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed", "debug")
 if __name__ == "__main__":  # a typo in an override fails here, in about a second: before torch and Lightning load
     from ddpm_lightning.cli import check_argv
 

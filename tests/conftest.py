@@ -1,46 +1,24 @@
-"""Shared test fixtures: where the real MNIST files and FID weights are, and a CLI runner."""
+"""Shared test fixtures: the real MNIST files and a tiny trained run (the helpers themselves: tests/helpers/)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-
-DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", SHARED / "data"))
-FID_WEIGHTS = Path(os.environ.get("DDPM_FID_WEIGHTS", SHARED / "weights" / "pt_inception-2015-12-05.pth"))
-
-# Overrides that shrink a training run to seconds on CPU (real MNIST files, tiny T, few batches).
-TINY = [
-    "T=20",
-    "trainer.max_epochs=1",
-    "data.train_subset=256",
-    "data.val_subset=128",
-    "data.batch_size=64",
-    "+trainer.limit_train_batches=2",
-    "trainer.log_every_n_steps=1",
-    "callbacks.sample_grid.n=4",
-    "callbacks.generative_metrics.n=8",
-    "callbacks.generative_metrics.psnr_references=8",
-    "callbacks.denoising_metrics.n=8",
-]
+from tests.helpers import run
+from tests.helpers.run import DATA_DIR, TINY, run_cli
 
 
-def run_cli(
-    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
-) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
-    # warnings shown: tests see what users see. PYTHONPATH: test-only callbacks (tests.helpers) from any cwd
-    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONPATH": pythonpath, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
-    )
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures (a module-scoped fixture may run a training): only e2e tests run entry points."""
+    run.E2E_ALLOWED[0] = item.get_closest_marker("e2e") is not None
+    run.guard_fit()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    run.E2E_ALLOWED[0] = True
 
 
 @pytest.fixture(scope="session")

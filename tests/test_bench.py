@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.gpu_study import project
 from benchmarks.report import targets
-from tests.conftest import DATA_DIR, REPO
+from tests.helpers.run import DATA_DIR, REPO
 
 SECTIONS = ("meta", "training", "overhead", "sampling", "evaluation", "capacity", "speed_options", "targets")
 
@@ -36,6 +36,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dic
     return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()
 
 
+@pytest.mark.e2e
 def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     r, md = smoke
     assert all(k in r for k in SECTIONS)
@@ -100,11 +101,10 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     module.channels_last computes the same network; the default preset (speed=auto) picks per device;
     speed=exact is the study's float32."""
     import torch
+    from torch.utils.data import DataLoader, TensorDataset
 
     from ddpm_lightning.cli import _compose
     from ddpm_lightning.lit.checkpoint import build_module
-    from torch.utils.data import DataLoader, TensorDataset
-
     from ddpm_lightning.lit.data import BatchTensorDataset, EpochSeededSampler, MNISTDataModule
 
     dms = [MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)

@@ -12,7 +12,7 @@ import ddpm_lightning.evaluation.classifier as clf
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
 from ddpm_lightning.lit.data import load_mnist
-from tests.conftest import run_cli
+from tests.helpers.run import run_cli
 
 SMALL = {"channels": (8, 16), "feature_dim": 16}  # a classifier that trains in a blink (accuracy irrelevant)
 
@@ -33,7 +33,7 @@ def test_train_save_load_roundtrip(tmp_path: Path, data_dir: Path) -> None:
     x = load_mnist(data_dir, "test")[0][:8]
     assert torch.allclose(loaded(x), model(x)) and loaded.features(x).shape == (8, 16)
     assert meta2["test_accuracy"] == meta["test_accuracy"] and len(meta2["sha256"]) == 64
-    assert not list((tmp_path / "sub").glob(".*.tmp"))  # written atomically, no leftovers
+    assert not list((tmp_path / "sub").glob(".*.tmp*"))  # written atomically, no leftovers
 
 
 def test_load_or_train_trains_once(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +72,7 @@ def test_packaged_classifier_reaches_99_percent(data_dir: Path) -> None:
     assert abs(acc - meta["test_accuracy"]) < 1e-9  # the recorded number is the measured one
 
 
+@pytest.mark.e2e
 def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "c.pt"
     proc = run_cli("ddpm_lightning.classifier", "max_steps=2", "channels=[8,16]", "feature_dim=16", f"output={out}",
@@ -84,6 +85,7 @@ def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_di
     assert summary["steps"] == 2 and summary["output"] == str(out)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cli_training_reaches_99_percent(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "c.pt"

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from ddpm_lightning.cli import CONF_DIR
+from tests.helpers.config import compose_train
 
 
 def _compose_with_experiment(tmp_path: Path, body: str, *overrides: str):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\n" + body)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine", *overrides])
+    return compose_train(f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine", *overrides)
 
 
 def test_an_experiment_wins_over_the_speed_preset(tmp_path: Path) -> None:

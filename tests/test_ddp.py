@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from tests.conftest import DATA_DIR
+from tests.helpers.run import DATA_DIR
 
 
 def _final_metrics(log: Path) -> dict[str, float]:
@@ -60,11 +60,12 @@ CALLBACKS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("callbacks", sorted(CALLBACKS))
 def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks: str) -> None:
     """Every rank takes part in the metric callbacks and the grid: the run finishes (before this, rank 0 sat
     alone in torchmetrics' all_gather while rank 1 waited in Lightning's all_reduce, forever)."""
-    from tests.test_report import TINY  # here: spawned workers import this file
+    from tests.helpers.run import TINY_SWEEP as TINY  # here: spawned workers import this file
 
     # The default run dir (outputs/train/runs/<date>/<time with µs>) is resolved once, by rank 0: rank 1
     # gets it as hydra.run.dir, else it would make a directory of its own.
@@ -171,6 +172,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned gloo processes (make test-fast leaves it out)
 def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg_init"), str(out)), nprocs=2, join=True)
@@ -191,15 +193,13 @@ def test_ddp_in_a_multirun_is_refused_with_one_line(strategy: str, mode: str, re
     """Lightning's ``ddp`` re-runs the command for rank 1: inside a multirun, the whole sweep (observed:
     jobs run twice, stray rank processes). train.py refuses it there and names what works."""
     import lightning.pytorch as pl
-    from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     from ddpm_lightning.core.errors import DDPMError
     from ddpm_lightning.train import check_ddp_launch
-    from tests.test_report import REPO
+    from tests.helpers.config import compose_train
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.mode={mode}"], return_hydra_config=True)
+    cfg = compose_train(f"hydra.mode={mode}", return_hydra_config=True)
     trainer = pl.Trainer(strategy=strategy, accelerator="cpu", devices=2, logger=False, enable_progress_bar=False)
     HydraConfig.instance().set_config(cfg)
     try:

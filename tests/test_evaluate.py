@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ddpm_lightning.lit.checkpoint import load_module
-from tests.conftest import FID_WEIGHTS, run_cli
+from tests.helpers.run import FID_WEIGHTS, run_cli
+
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
 ALL = {"psnr", "ssim", "fid", "kid", "kid_std", "fid_mnist", "class_entropy", "modes_covered"}
 TRUST = {"fid_floor", "fid_mnist_floor", "fid_mnist_ci_low", "fid_mnist_ci_high"}  # floors and the bootstrap interval

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.helpers.run import REPO
 
 VENV = Path(sys.executable).parent.parent
 
@@ -33,6 +35,7 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_make_tensorboard_binds_to_loopback(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
@@ -56,6 +59,7 @@ def test_make_tensorboard_host_is_the_users_choice() -> None:
     assert "--host 0.0.0.0" in out
 
 
+@pytest.mark.e2e
 def test_make_test_gpu_skips_cleanly_without_cuda() -> None:
     """The GPU tier collects (its imports work) and skips every test on a machine without CUDA."""
     import torch

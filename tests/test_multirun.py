@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
-from tests.test_report import REPO, TINY, only_core_callbacks, run_module
 
 from ddpm_lightning.report import report
+from tests.helpers.config import compose_train as _compose_train
+from tests.helpers.config import only_core_callbacks
+from tests.helpers.run import TINY_SWEEP as TINY
+from tests.helpers.run import run_module
 
 STUDY = {  # experiment -> (schedule, channels, degradation)
     "study_linear": ("linear", [16, 32, 32, 16], "Gaussian"),
@@ -25,8 +27,7 @@ STUDY = {  # experiment -> (schedule, channels, degradation)
 
 
 def compose_train(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return _compose_train(*overrides, return_hydra_config=True)
 
 
 @pytest.mark.parametrize("experiment", sorted(STUDY))
@@ -91,6 +92,7 @@ def test_hparams_search_composes() -> None:
     assert set(sweeper.params) == {"optimizer.lr", "schedule.beta_end", "capacity"}
 
 
+@pytest.mark.e2e
 def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     """Two jobs one after the other (basic launcher); the first, β2 = 2.0, is invalid. The second still
     runs (checkpoint, metrics), Hydra exits non-zero at the end, the report marks the first failed."""
@@ -113,6 +115,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert "schedule of run 0 not drawn" in markdown  # its schedule cannot be built; said so
 
 
+@pytest.mark.e2e
 def test_optuna_search_two_trials(tmp_path: Path) -> None:
     """The search's best value is the smallest final val/loss among its trials."""
     sweep = tmp_path / "search"

@@ -11,7 +11,9 @@ import yaml
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.report import main as report_main
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, run_cli
+
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
 
 def _one_error(proc) -> str:  # type: ignore[no-untyped-def]
@@ -71,9 +73,9 @@ def test_checkpoint_path_mistakes_are_named(tmp_path: Path, trained_run: Path) -
 
 def test_a_non_finite_update_is_never_checkpointed(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
-    args = [a for a in TINY if not a.startswith("+trainer.limit_train_batches")]
+    args = [*TINY, "~trainer.limit_train_batches"]
     proc = run_cli("ddpm_lightning.train", *args, "callbacks.step_checkpoint.every_n_train_steps=2",
-                   "+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=2", f"hydra.run.dir={run}")
+                   "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt", "+callbacks.poison.step=2", f"hydra.run.dir={run}")
     assert "non-finite weights at global step 2" in _one_error(proc)
     for ckpt in (run / "checkpoints").glob("*.ckpt"):  # old code: last.ckpt of step 2, all NaN
         assert all(v.isfinite().all() for v in read_checkpoint(ckpt)["state_dict"].values() if v.is_floating_point()), ckpt

@@ -3,60 +3,20 @@ metric keys picked up when logged and blank when not; single run / folder of run
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
 from ddpm_lightning.report import FIGURES, main, report
 from ddpm_lightning.reporting.runs import nearest_epoch, read_scalars
-
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", REPO.parent / "shared" / "data"))
-
-# A run in a few seconds on CPU: tiny T, tiny CNN, 2 batches of 32, 2 epochs.
-TINY = [
-    "T=10",
-    "capacity.channels=[8,8]",
-    "data.train_subset=256",
-    "data.val_subset=64",
-    "data.batch_size=32",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "callbacks.sample_grid.n=4",
-    "callbacks.progress_bar=null",
-    "+trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-]
-
-
-def only_core_callbacks() -> list[str]:
-    """``callbacks.<name>=null`` for the sample-quality metric callbacks (FID, KID, ...: minutes on CPU)
-    in the composed default config, whatever it holds; checkpointing and sample grids stay on."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["paths.output_dir=."])
-    return [
-        f"callbacks.{name}=null"
-        for name, node in (cfg.get("callbacks") or {}).items()
-        if node is not None and "metric" in str(node.get("_target_", ""))
-    ]
-
-
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-    )
+from tests.helpers.config import only_core_callbacks
+from tests.helpers.run import DATA_DIR, run_module
+from tests.helpers.run import TINY_SWEEP as TINY  # a run in a few seconds on CPU: tiny T, tiny CNN, 2 epochs
 
 
 def assert_png(path: Path) -> None:
@@ -85,6 +45,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     proc = run_module("ddpm_lightning.report", str(sweep), cwd=sweep.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,6 +83,7 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
         assert_png(sweep / name)
 
 
+@pytest.mark.e2e
 def test_report_single_run_and_folder_of_runs(sweep: Path, tmp_path: Path) -> None:
     single = report(sweep / "2", out_dir=tmp_path / "single", early_epoch=0, late_epoch=1)
     table = pd.read_csv(single["csv"])
@@ -153,6 +115,7 @@ def _events(path: Path, tags: dict[str, list[float]]) -> None:
     writer.close()
 
 
+@pytest.mark.e2e
 def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) -> None:
     """Runs whose callbacks logged FID/KID/PSNR/SSIM (keys of the metric callbacks) fill those cells
     and curves; a run without them stays blank; an unknown val/* key gets its own column."""
@@ -182,6 +145,7 @@ def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) ->
     assert "| 11.25 |" in markdown and "| 0.3750 |" in markdown  # PSNR, SSIM in the markdown table
 
 
+@pytest.mark.e2e
 def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
     root = tmp_path / "sweep"
     shutil.copytree(sweep / "0", root / "0")
@@ -192,6 +156,7 @@ def test_report_marks_incomplete_runs(sweep: Path, tmp_path: Path) -> None:
     assert table["val/loss"][1] == pytest.approx(read_scalars(root / "1" / "tensorboard")["val/loss"][1][-1])
 
 
+@pytest.mark.e2e
 def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_module("ddpm_lightning.report", str(tmp_path / "missing"), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
@@ -208,6 +173,7 @@ def test_nearest_epoch() -> None:
     assert nearest_epoch([], 3) is None
 
 
+@pytest.mark.e2e
 def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
     """experiment=study_seeds, two of its configurations × seeds 0, 1, tiny: the report shows mean ± interval
     per configuration beside the floor, and a ranking that says whether each gap exceeds the spread."""

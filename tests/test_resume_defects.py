@@ -11,9 +11,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.reporting.runs import find_runs
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, UNBOUNDED, run_cli
 
-UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
 
 def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -86,8 +86,8 @@ def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batch
     args = [*UNBOUNDED, "data.train_subset=512", "trainer.max_epochs=1", "callbacks.step_checkpoint.every_n_train_steps=3"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
-    record = ["+callbacks.record._target_=tests.helpers.RecordBatches", f"+callbacks.record.path={tmp_path / 'cut.txt'}"]
-    proc = run_cli("ddpm_lightning.train", *args, *record, "+callbacks.kill._target_=tests.helpers.KillAt",
+    record = ["+callbacks.record._target_=tests.helpers.callbacks.RecordBatches", f"+callbacks.record.path={tmp_path / 'cut.txt'}"]
+    proc = run_cli("ddpm_lightning.train", *args, *record, "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
                    "+callbacks.kill.step=4", f"hydra.run.dir={cut}")
     assert proc.returncode != 0 and read_checkpoint(cut / "checkpoints" / "last.ckpt")["global_step"] == 3
     other = tmp_path / "other"
@@ -99,7 +99,7 @@ def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batch
     assert _loss_epoch(cut) == pytest.approx(_loss_epoch(straight), rel=1e-5)
 
     # 15.10: another batch size on resume trains exactly the 320 samples the epoch had not seen
-    record = ["+callbacks.record._target_=tests.helpers.RecordBatches", f"+callbacks.record.path={tmp_path / 'resumed.txt'}"]
+    record = ["+callbacks.record._target_=tests.helpers.callbacks.RecordBatches", f"+callbacks.record.path={tmp_path / 'resumed.txt'}"]
     proc = run_cli("ddpm_lightning.train", *args, *record, "data.batch_size=32", f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
                    f"hydra.run.dir={tmp_path / 'r2'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -112,7 +112,7 @@ def test_a_resume_that_fails_after_training_started_marks_the_run_until_a_good_r
     """17.12: the failure is shown where the report looks (the run), and the resume's log is kept."""
     run = _copy(trained_run, tmp_path)
     ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, "+callbacks.poison._target_=tests.helpers.PoisonAt",
+    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt",
                    "+callbacks.poison.step=5", env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
     assert proc.returncode == 2 and "non-finite training loss" in proc.stderr, proc.stderr[-2000:]
     assert "non-finite" in (run / "FAILED").read_text()

@@ -13,13 +13,14 @@ from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.train import GROUPS
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, run_cli
 
 
 def _ok(proc) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.e2e
 def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
     run_dir = trained_run
     assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -92,6 +93,7 @@ def test_bad_value_is_a_user_error(override: str, needle: str) -> None:
     assert str(user_error(info.value)) == needle
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("override", ["schedule.beta_end=1.5", "capacity.channels=[]"])
 def test_bad_value_through_the_entry_point(tmp_path: Path, override: str) -> None:
     proc = run_cli("ddpm_lightning.train", *TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
@@ -102,6 +104,7 @@ def test_bad_value_through_the_entry_point(tmp_path: Path, override: str) -> Non
     assert (tmp_path / "run" / "FAILED").read_text().strip() == errors[0].removeprefix("error: ")
 
 
+@pytest.mark.e2e
 def test_missing_mnist_without_network(tmp_path: Path) -> None:
     proc = run_cli("ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
@@ -110,6 +113,7 @@ def test_missing_mnist_without_network(tmp_path: Path) -> None:
         load_mnist(tmp_path / "nowhere", "train", download=False)
 
 
+@pytest.mark.e2e
 def test_unreadable_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Present but unreadable: named as such (not as missing, and no download attempt)."""
     raw = tmp_path / "data" / "MNIST" / "raw"

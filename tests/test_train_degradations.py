@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import TINY, run_cli
-from tests.test_report import only_core_callbacks
-from ddpm_lightning.cli import CONF_DIR
 from ddpm_lightning.core.cold import Blur, ColdSampler
 from ddpm_lightning.core.degradations import EntropyScaled
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import build_module, load_module
+from tests.helpers.config import compose_train, only_core_callbacks
+from tests.helpers.run import TINY, run_cli
 
 DEGRADATIONS = ["des", "des_image", "blur"]
 SMALL_NET = "capacity.channels=[8,8]"  # the tiny runs test the plumbing, not the network
@@ -48,6 +46,7 @@ def _scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+@pytest.mark.e2e
 def test_trains_checkpoints_and_logs(run: tuple[str, Path]) -> None:
     name, out = run
     assert (out / "checkpoints" / "last.ckpt").is_file()
@@ -64,6 +63,7 @@ def test_trains_checkpoints_and_logs(run: tuple[str, Path]) -> None:
         assert 0.0 < s < 1.0
 
 
+@pytest.mark.e2e
 def test_checkpoint_records_the_sampling_choice_and_samples(run: tuple[str, Path]) -> None:
     name, out = run
     module, cfg = load_module(out / "checkpoints" / "last.ckpt")
@@ -88,6 +88,7 @@ def test_checkpoint_records_the_sampling_choice_and_samples(run: tuple[str, Path
     assert a.shape == (4, 1, 28, 28) and torch.isfinite(a).all()
 
 
+@pytest.mark.e2e
 def test_sample_entry_point(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tmp_path: Path) -> None:
     """``python -m ddpm_lightning.sample`` on the blur checkpoint: its prior and Algorithm 2 via the entry point."""
     out = _train("blur", tmp_path_factory)
@@ -99,8 +100,7 @@ def test_sample_entry_point(tmp_path_factory: pytest.TempPathFactory, data_dir: 
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=["T=20", *overrides])
+    return compose_train("T=20", *overrides)
 
 
 @pytest.mark.parametrize(

@@ -26,18 +26,12 @@ import torch.nn.functional as F
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
 from ddpm_lightning.evaluation.data import load_mnist
+from ddpm_lightning.utils import atomic_open, pick_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "ddpm_lightning.mnist_classifier/1"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "mnist_classifier.pt"
-
-
-def pick_device(device: str | None) -> torch.device:
-    """``None``/'auto': cuda if available, else cpu."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()
@@ -115,9 +109,8 @@ def save_classifier(model: MNISTClassifier, path: str | os.PathLike, meta: dict[
     """Write ``{state_dict, **meta}`` atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        torch.save({**meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, f)
     return path
 
 

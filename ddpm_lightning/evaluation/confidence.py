@@ -21,6 +21,7 @@ from torch import Tensor
 from torchmetrics.image import FrechetInceptionDistance
 
 from ddpm_lightning.evaluation.metrics import FeatureExtractor, cached_features, content_digest, frechet_distance
+from ddpm_lightning.utils import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,8 @@ def real_floor(
     value = frechet_distance(extractor, first, second if second_features is None else second_features)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"fid": value, "extractor": extractor.name, "sets": list(names), "n": n}))
-        tmp.replace(path)
+        with atomic_open(path, "w") as f:
+            f.write(json.dumps({"fid": value, "extractor": extractor.name, "sets": list(names), "n": n}))
     log.info("FID floor (%s, %s vs %s, N = %d): %.4f", extractor.name, *names, n, value)
     return value
 

@@ -38,6 +38,7 @@ from torchmetrics.image import (
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.classifier import MNISTClassifier
+from ddpm_lightning.utils import atomic_open, first_line
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,6 @@ def to_unit(images: Tensor) -> Tensor:
 def to_uint8_rgb(images: Tensor) -> Tensor:
     """(B, 1, H, W) in [−1, 1] -> (B, 3, H, W) uint8 in [0, 255] (rounded; data pixels map back exactly)."""
     return (to_unit(images) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class FeatureExtractor(nn.Module):
@@ -134,7 +130,7 @@ class InceptionFeatures(FeatureExtractor):
             try:  # a plain state dict; check it without running code from the file
                 torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
-                raise DDPMError(f"cannot read Inception weights {path}: {_first_line(e)}") from None
+                raise DDPMError(f"cannot read Inception weights {path}: {first_line(e)}") from None
         try:
             self.net = NoTrainInceptionV3(
                 name="inception-v3-compat",
@@ -144,7 +140,7 @@ class InceptionFeatures(FeatureExtractor):
             )
         except Exception as e:
             what = f"loading {path}" if path else "downloading them"
-            first = _first_line(e)
+            first = first_line(e)
             raise DDPMError(
                 f"FID/KID need the Inception weights ({INCEPTION_FILE}) and {what} failed ({type(e).__name__}: {first}); "
                 f"set {FID_WEIGHTS_ENV}=/path/to/{INCEPTION_FILE} or {weights_key}=/path/to/{INCEPTION_FILE}"
@@ -213,9 +209,8 @@ def cached_features(extractor: FeatureExtractor, images: Tensor, cache_dir: str 
                         "set DDPM_CACHE_DIR (or paths.cache_dir) to a writable folder") from None
     log.info("real features: extracting %d %s images with %s -> %s", n, split, extractor.name, path)
     feats = extractor(images)  # (N, d)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"features": feats, "split": split, "n": n, "extractor": extractor.name}, tmp)
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        torch.save({"features": feats, "split": split, "n": n, "extractor": extractor.name}, f)
     return feats
 
 

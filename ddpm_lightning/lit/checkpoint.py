@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.module import CONFIG_KEY, DiffusionModule
+from ddpm_lightning.utils import first_line, pick_device
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -38,8 +39,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for files that need arbitrary code, EOFError if truncated
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DDPMError(f"cannot load checkpoint {path} safely (weights_only=True): {first}") from None
+        raise DDPMError(f"cannot load checkpoint {path} safely (weights_only=True): {first_line(e)}") from None
 
 
 def build_module(cfg: DictConfig) -> DiffusionModule:
@@ -93,7 +93,7 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise DDPMError(f"checkpoint {path} does not match its model config: {str(e).splitlines()[0]}") from None
+        raise DDPMError(f"checkpoint {path} does not match its model config: {first_line(e)}") from None
     module.eval()
     return module, cfg
 
@@ -102,7 +102,7 @@ def load_for_sampling(path: str | Path, device: str | None = None, precision: st
     """The checkpoint's module (EMA weights if any) on ``device`` (None: cuda if available, else cpu),
     sampling in ``precision`` (None: the checkpoint's own ``sample_precision``): what sample/evaluate run."""
     module, _ = load_module(path)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     module.to(dev)
     if precision:
         module.set_sample_precision(str(precision))

@@ -29,6 +29,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ddpm_lightning.utils import atomic_open
+
 log = logging.getLogger(__name__)
 
 TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")  # .<name>.tmp-<pid>: a save in progress, or left by a SIGKILL
@@ -87,15 +89,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if path.parent not in self._cleaned:  # once per directory: leftovers of a SIGKILLed save
             remove_stale_tmp_files(path.parent)
             self._cleaned.add(path.parent)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:  # atomic on POSIX: readers see the old file or the new one
+            torch.save(checkpoint, f)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)

@@ -21,11 +21,7 @@ from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
 from ddpm_lightning.lit.resilience import RunInterrupted
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from ddpm_lightning.utils import first_line
 
 
 def check_resumable(path: str, trainer_cfg: DictConfig) -> None:
@@ -49,7 +45,7 @@ def check_optimizer(module: DiffusionModule, optimizer_cfg: DictConfig) -> dict[
         return dict(module.configure_optimizers().defaults)  # type: ignore[union-attr]
     except (ValueError, TypeError) as e:
         settings = ", ".join(f"optimizer.{k}={v}" for k, v in optimizer_cfg.items() if not str(k).startswith("_"))
-        raise DDPMError(f"bad optimizer setting ({settings}): {_first_line(e)}") from None
+        raise DDPMError(f"bad optimizer setting ({settings}): {first_line(e)}") from None
 
 
 def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
@@ -59,7 +55,7 @@ def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, (MisconfigurationException, ValueError)):
-            raise DDPMError(f"bad trainer setting: {_first_line(cause)}") from None
+            raise DDPMError(f"bad trainer setting: {first_line(cause)}") from None
         raise
 
 

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from ddpm_lightning.core.schedules import NoiseSchedule  # noqa: E402
 from ddpm_lightning.reporting.runs import Run, nearest_epoch  # noqa: E402
+from ddpm_lightning.utils import first_line  # noqa: E402
 
 
 def _empty(ax: Axes, text: str) -> None:
@@ -97,7 +98,7 @@ def plot_schedules(runs: list[Run], path: Path) -> list[str]:
                 schedules[key] = (instantiate(node), [])
             schedules[key][1].append(run.name)
         except Exception as e:  # a failed run's bad schedule, e.g. beta_end=2.0
-            notes.append(f"{path.name}: schedule of run {run.name} not drawn: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            notes.append(f"{path.name}: schedule of run {run.name} not drawn: {first_line(e)}")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if not schedules:
         for ax in axes:

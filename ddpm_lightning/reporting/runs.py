@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.cli import FAILED_MARKER
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.utils import first_line
 
 SAMPLE_RE = re.compile(r"epoch_(\d+)\.png$")
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "samples", "tensorboard", "__pycache__"}
@@ -106,7 +107,7 @@ def _load_yaml(path: Path) -> Any:
     try:
         return OmegaConf.load(path)
     except Exception as e:
-        raise DDPMError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise DDPMError(f"cannot read {path}: {type(e).__name__}: {first_line(e) if str(e).strip() else ''}") from None
 
 
 def read_run(path: Path, root: Path) -> Run:

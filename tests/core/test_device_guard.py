@@ -23,7 +23,6 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import ddpm_lightning
-
 from ddpm_lightning.core import samplers as samplers_mod
 from ddpm_lightning.core import schedules
 from ddpm_lightning.core.cold import Blur, ColdSampler

@@ -8,7 +8,8 @@ from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.cnn import CNN
 from ddpm_lightning.core.samplers import DDIM, spaced_timesteps
-from tests.core.test_samplers import _moments, gaussian
+from tests.helpers.oracles import gaussian
+from tests.helpers.oracles import sample_moments as _moments
 
 
 @pytest.fixture()

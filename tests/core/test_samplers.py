@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from ddpm_lightning.core import schedules
-from ddpm_lightning.core.degradations import EntropyScaled, Gaussian
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.networks.cnn import CNN
-from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral
+from tests.helpers.oracles import gaussian
+from tests.helpers.oracles import sample_moments as _moments
 
 T = 50
 
@@ -15,11 +15,6 @@ T = 50
 def net() -> CNN:
     torch.manual_seed(0)
     return CNN(channels=(4, 8, 4)).eval()
-
-
-def gaussian(schedule, scale=1.0) -> DiffusionProcess:
-    """The Gaussian process on ``schedule``; noise scale s = ``scale`` (DES with a fixed sample_scale)."""
-    return DiffusionProcess(schedule, Gaussian() if scale == 1.0 else EntropyScaled(sample_scale=scale))
 
 
 def run(sampler, net, seed=0, shape=(3, 1, 28, 28)):
@@ -86,22 +81,6 @@ def test_bad_sampler_settings():
         DDIM(gaussian(s), num_steps=T + 1)
     with pytest.raises(DDPMError, match="variance"):
         Ancestral(gaussian(s), variance="nope")
-
-
-def _gaussian_data_oracle(schedule, mean: float, std: float):
-    """The exact ε-predictor E[ε | z_t] for data x0 ~ N(mean, std²) (per pixel):
-    z_t = √ᾱ x0 + √(1−ᾱ) ε is Gaussian, so E[ε | z_t] = √(1−ᾱ)(z_t − √ᾱ·mean) / (ᾱ·std² + 1 − ᾱ)."""
-
-    def model(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = schedule.alpha_bars[t].view(-1, *([1] * (z.dim() - 1))).to(torch.float64)
-        return ((1 - ab).sqrt() * (z - ab.sqrt() * mean) / (ab * std**2 + 1 - ab)).to(z.dtype)
-
-    return model
-
-
-def _moments(sampler, schedule) -> tuple[float, float]:
-    x = sampler.sample(_gaussian_data_oracle(schedule, 0.3, 0.5), (5000, 1, 2, 2), torch.Generator().manual_seed(0))
-    return x.mean().item(), x.std().item()
 
 
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])

@@ -11,7 +11,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 import ddpm_lightning.evaluation.metrics as metrics
 from ddpm_lightning.evaluation.data import load_mnist
-from tests.conftest import FID_WEIGHTS
+from tests.helpers.run import FID_WEIGHTS
 
 
 class _Uint8(torch.utils.data.Dataset):
@@ -27,6 +27,7 @@ class _Uint8(torch.utils.data.Dataset):
         return self.images[i]
 
 
+@pytest.mark.slow  # Inception on CPU: minutes (make test-fast leaves it out)
 @pytest.mark.timeout(600)
 def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     if not FID_WEIGHTS.is_file():

@@ -7,37 +7,12 @@ machine without a GPU (slow: pick tests with -k).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import run_cli
-
-DEVICE = os.environ.get("DDPM_TEST_DEVICE", "cuda")
-ACCELERATOR = {"cuda": "gpu", "cpu": "cpu"}.get(DEVICE, DEVICE)
-
-# A run in seconds: tiny T, 2 batches, the default metric callbacks on 8 samples.
-TINY = [
-    "T=20",
-    "trainer.max_epochs=1",
-    "data.train_subset=256",
-    "data.val_subset=64",
-    "data.batch_size=32",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=1",
-    "trainer.log_every_n_steps=1",
-    "callbacks.sample_grid.n=4",
-    "callbacks.progress_bar=null",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "callbacks.generative_metrics.n=8",
-    "callbacks.generative_metrics.psnr_references=8",
-    "callbacks.denoising_metrics.n=8",
-    f"trainer.accelerator={ACCELERATOR}",
-    "trainer.devices=1",
-]
+from tests.helpers.gpu import DEVICE, train
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,6 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.gpu)
+            item.add_marker(pytest.mark.e2e)  # the tier runs the entry points (tests/helpers/run.py: require_e2e)
             if skip is not None:
                 item.add_marker(skip)
 
@@ -55,13 +31,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return torch.device(DEVICE)
-
-
-def train(run_dir: Path, *overrides: str, timeout: float = 240) -> Path:
-    """A tiny training run on the tier's device into ``run_dir``; fails with the end of its stderr."""
-    proc = run_cli("ddpm_lightning.train", *TINY, f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,8 @@ from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral, noise_chunk
 from ddpm_lightning.lit.checkpoint import load_module, read_checkpoint
-from tests.conftest import run_cli
-from tests.gpu.conftest import ACCELERATOR, DEVICE, TINY, train
-from tests.gpu.test_train_gpu import check_run
+from tests.helpers.gpu import ACCELERATOR, DEVICE, TINY, check_run, train
+from tests.helpers.run import run_cli
 
 SAMPLERS = {
     "ancestral": ("sampler=ancestral",),

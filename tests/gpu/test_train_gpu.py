@@ -7,15 +7,14 @@ interpreter and CUDA start-up once per command, not once per option.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import run_cli
-from tests.gpu.conftest import TINY, train
+from tests.helpers.gpu import TINY, check_run, train
+from tests.helpers.run import run_cli
 
 
 def multirun(sweep: Path, *overrides: str, timeout: float = 280) -> list[Path]:
@@ -26,18 +25,6 @@ def multirun(sweep: Path, *overrides: str, timeout: float = 280) -> list[Path]:
     for job in jobs:
         check_run(job)
     return jobs
-
-
-def check_run(run: Path) -> dict[str, float]:
-    """What the CPU tests assert of a finished run: no FAILED, checkpoints, a grid, finite metrics."""
-    assert not (run / "FAILED").exists(), (run / "FAILED").read_text()
-    assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert list((run / "samples").glob("epoch_*.png"))
-    metrics = OmegaConf.to_container(OmegaConf.load(run / "metrics.yaml"))
-    values = {k: v for k, v in metrics.items() if k.startswith("val/")}
-    assert "val/loss" in values and "val/psnr" in values, sorted(metrics)
-    assert all(math.isfinite(float(v)) for v in values.values()), values
-    return values
 
 
 def test_models_and_degradations(tmp_path: Path) -> None:

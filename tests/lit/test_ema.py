@@ -14,7 +14,7 @@ import torch
 
 from ddpm_lightning.cli import _compose
 from ddpm_lightning.lit.checkpoint import load_module
-from tests.conftest import TINY, run_cli
+from tests.helpers.run import TINY, run_cli
 
 STEPS = 3
 
@@ -23,7 +23,7 @@ STEPS = 3
 def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("ema") / "run"
     proc = run_cli(
-        "ddpm_lightning.train", *[a for a in TINY if "limit_train_batches" not in a], "callbacks=ema", "degradation=des", f"+trainer.limit_train_batches={STEPS}",
+        "ddpm_lightning.train", *TINY, "callbacks=ema", "degradation=des", f"trainer.limit_train_batches={STEPS}",
         "callbacks.generative_metrics.n=8", "callbacks.generative_metrics.psnr_references=4", "callbacks.denoising_metrics.n=4",
         "callbacks.ema.decay=0.9", f"hydra.run.dir={run_dir}",
     )
@@ -31,6 +31,7 @@ def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return run_dir / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.e2e
 def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
     ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
     ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
@@ -44,6 +45,7 @@ def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
     assert int(ema["degradation.num_batches"]) == STEPS
 
 
+@pytest.mark.e2e
 def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
     ckpt = torch.load(ema_run, map_location="cpu", weights_only=True)
     module, _ = load_module(ema_run)
@@ -58,12 +60,13 @@ def test_load_module_samples_with_ema_weights(ema_run: Path) -> None:
     assert not torch.equal(images, raw_module.generate(4, seed=3))  # the EMA weights, not the raw ones
 
 
+@pytest.mark.e2e
 def test_sample_grid_shows_the_ema_weights(ema_run: Path, tmp_path: Path) -> None:
     """The per-epoch grid is sampled while the averaged weights are swapped in (at validation end)."""
     from ddpm_lightning.lit.callbacks import save_grid
 
     grid = ema_run.parent.parent / "samples" / "epoch_000.png"
-    n = int(next(a for a in TINY if a.startswith("callbacks.sample_grid.n=")).split("=")[1])
+    n = _compose("train", TINY).callbacks.sample_grid.n
     ema = save_grid(load_module(ema_run)[0].generate(n, seed=1234), tmp_path / "ema.png")
     raw = save_grid(load_module(ema_run, use_ema=False)[0].generate(n, seed=1234), tmp_path / "raw.png")
     assert grid.read_bytes() == ema.read_bytes() != raw.read_bytes()

@@ -8,24 +8,22 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ddpm_lightning.cli import CONF_DIR
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.evaluation import SampleQuality
 from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import MNISTDataModule, load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics
-from tests.conftest import FID_WEIGHTS, TINY, run_cli
+from tests.helpers.config import compose_train
+from tests.helpers.run import FID_WEIGHTS, TINY, run_cli
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return compose_train(*overrides)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +39,7 @@ def _scalars(logdir: Path) -> tuple[dict[str, list[int]], EventAccumulator]:
     return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}, acc
 
 
+@pytest.mark.e2e
 def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, weights: Path) -> None:
     module = build_module(_compose("T=20"))
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
@@ -120,6 +119,7 @@ class ZeroNet(torch.nn.Module):
         return torch.zeros_like(z)
 
 
+@pytest.mark.e2e
 def test_missing_weights_stop_the_run_at_start_up(tmp_path: Path, data_dir: Path) -> None:
     module = build_module(_compose("T=20"))
     steps = []

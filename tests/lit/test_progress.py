@@ -18,8 +18,7 @@ from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
-from tests.conftest import DATA_DIR, TINY
-from tests.helpers import wait_for
+from tests.helpers.run import DATA_DIR, TINY, wait_for
 
 
 def test_sampler_calls_back_after_each_step() -> None:
@@ -47,6 +46,7 @@ def test_generate_counts_the_steps_of_all_chunks_and_can_be_stopped() -> None:
         module.generate(4)
 
 
+@pytest.mark.e2e
 def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: Path, data_dir: Path) -> None:
     """The sample grid's chain (4000 steps) is under way when SIGTERM arrives: the run saves and exits
     without finishing it (no grid file), instead of after the whole chain (old code: minutes at T = 1000)."""

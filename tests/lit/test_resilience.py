@@ -22,12 +22,7 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
-from tests.conftest import DATA_DIR, TINY, run_cli
-from tests.helpers import read_step, wait_for
-
-
-# TINY without its batch and epoch limits: runs that each test bounds (or interrupts) itself
-UNBOUNDED = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.max_epochs"))]
+from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -36,6 +31,7 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
+@pytest.mark.e2e
 def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, trained_run: Path) -> None:
     run_b = tmp_path / "b"
     # run from an empty working directory: nothing may be written outside the run and cache dirs
@@ -61,6 +57,7 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], rel=1e-5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("extra", [("degradation=des", "callbacks=ema")], ids=["des+ema"])
 def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: Path, extra: tuple[str, ...]) -> None:
     """2 epochs straight == 1 epoch + resume for 1: raw and EMA weights, Adam's moments, the EMA's step
@@ -90,6 +87,7 @@ def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
 
 
+@pytest.mark.e2e
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = _snapshot(trained_run)
@@ -101,6 +99,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_ru
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_check_compatible_names_the_difference(trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     run_config = read_checkpoint(ckpt)["ddpm_config"]["module"]  # the module node: what resuming compares
@@ -114,6 +113,7 @@ def _restore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell job starts with SIGINT ignored
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig, rc, name", [(signal.SIGTERM, 143, "SIGTERMException"), (signal.SIGINT, 130, "KeyboardInterrupt")])
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
@@ -123,7 +123,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     with open(log, "w") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
-             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.StepFile",
+             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
              f"+callbacks.steps.path={steps}", f"hydra.run.dir={run_dir}"],
             stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
             preexec_fn=_restore_sigint,
@@ -142,6 +142,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
 
 
+@pytest.mark.e2e
 def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = list(UNBOUNDED)
@@ -158,6 +159,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
     assert ckpt["global_step"] >= 4 and ckpt["global_step"] % 2 == 0 and ckpt["epoch"] == 0
 
 
+@pytest.mark.e2e
 def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     """A run SIGKILLed mid-epoch resumes from its last step checkpoint with the batches that epoch had not
     seen, in the same order, and the same RNG: the result equals a straight run's."""
@@ -166,7 +168,7 @@ def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
     # killed right after step 4 (8 batches per epoch): the step checkpoint of step 3 is all that is left
-    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.KillAt", "+callbacks.kill.step=4",
+    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.callbacks.KillAt", "+callbacks.kill.step=4",
                    f"hydra.run.dir={cut}")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     last = cut / "checkpoints" / "last.ckpt"
@@ -225,6 +227,7 @@ class _NaNAfter(nn.Module):
         return z * self.w * (float("nan") if self.calls > self.n else 1.0)
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_training_without_a_best_checkpoint(tmp_path: Path) -> None:
     module = DiffusionModule(_NaNAfter(3), schedules.linear(T=10), Gaussian(), Ancestral)
     data = TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1, torch.zeros(64))

@@ -12,14 +12,14 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import DATA_DIR, TINY, run_cli
+from tests.helpers.run import DATA_DIR, TINY, run_cli
 
 # 7 batches of 64 per epoch and the default log_every_n_steps (50): the README's short-run shape
-SHORT = [a for a in TINY if not a.startswith(("+trainer.limit_train_batches", "trainer.log_every_n_steps"))]
-SHORT += ["data.train_subset=448"]
+SHORT = [*TINY, "~trainer.limit_train_batches", "trainer.log_every_n_steps=50", "data.train_subset=448"]
 NOISE = ("Warning", "warn(", "litlogger", "FLOPs", "LeafSpec", "model summary")
 
 
+@pytest.mark.e2e
 def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli("ddpm_lightning.train", *SHORT, "schedule=geometric", f"hydra.run.dir={run_dir}")
@@ -45,6 +45,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert acc.Images("samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 
 
+@pytest.mark.e2e
 def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli("ddpm_lightning.train", "-m", *TINY, "seed=0,1", "callbacks.generative_metrics=null",
@@ -56,6 +57,7 @@ def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path
     assert f"python -m ddpm_lightning.report {sweep}\n" in out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("entry", ["train", "sample", "evaluate"])
 def test_an_override_typo_fails_before_torch_is_imported(entry: str) -> None:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"ddpm_lightning.{entry}", "schedul=linear"],

@@ -9,7 +9,9 @@ import torch
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import load_module
-from tests.conftest import run_cli
+from tests.helpers.run import run_cli
+
+pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
 
 def _autocast_seen(module, precision: str) -> set[tuple[bool, torch.dtype]]:

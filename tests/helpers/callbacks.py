@@ -1,13 +1,10 @@
-"""Test-only callbacks, instantiated by the real entry point through ``+callbacks.<name>._target_=...``."""
+"""Test-only callbacks, instantiated by the real entry point through
+``+callbacks.<name>._target_=tests.helpers.callbacks.<Class>``."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -90,19 +87,3 @@ class StepFile(pl.Callback):
         with open(tmp, "w") as f:
             f.write(str(trainer.global_step))
         os.replace(tmp, self.path)
-
-
-def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 240) -> bool:
-    """Poll ``predicate`` (a state: a file, a step count) until it holds, ``proc`` exits or ``timeout``
-    seconds pass (a bound against hangs, not a guess at speed). Returns whether the state was reached."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
-def read_step(path: Path) -> int:
-    """The step a ``StepFile`` last wrote, or -1 if none yet."""
-    return int(path.read_text()) if path.is_file() else -1

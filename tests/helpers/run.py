@@ -1,0 +1,83 @@
+"""Where the real MNIST files and FID weights are, the tiny-run overrides, and running entry points as a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SHARED = REPO.parent / "shared"
+
+DATA_DIR = Path(os.environ.get("DDPM_DATA_DIR", SHARED / "data"))
+FID_WEIGHTS = Path(os.environ.get("DDPM_FID_WEIGHTS", SHARED / "weights" / "pt_inception-2015-12-05.pth"))
+
+# Overrides that shrink a training run to seconds on CPU (real MNIST files, tiny T, few batches): conf/debug/tiny.yaml.
+TINY = ["+debug=tiny"]
+# TINY without its batch limit: runs that each test bounds (trainer.max_epochs=..., always given) or interrupts itself.
+UNBOUNDED = [*TINY, "~trainer.limit_train_batches"]
+# A 2-epoch run of a tiny CNN in a few seconds, without progress bars: the sweeps' jobs (report, multirun, DDP tests).
+TINY_SWEEP = ["+debug=quiet", "T=10", "capacity.channels=[8,8]", "trainer.max_epochs=2"]
+
+
+# Whether the running test is marked ``e2e`` (set by tests/conftest.py before the test's fixtures are set up): an
+# entry point in a subprocess or a full ``Trainer.fit`` outside an e2e test fails, so `make test-fast` stays fast.
+E2E_ALLOWED = [True]
+
+
+def require_e2e(what: str) -> None:
+    """Fail when the running test is not marked ``e2e`` but does what only e2e tests may (``what``)."""
+    if not E2E_ALLOWED[0]:
+        raise AssertionError(f"{what}: a test that runs an entry point or a full fit must be marked @pytest.mark.e2e")
+
+
+def guard_fit() -> None:
+    """Make ``lightning.pytorch.Trainer.fit`` call ``require_e2e`` (once Lightning is imported)."""
+    pl = sys.modules.get("lightning.pytorch")
+    if pl is None or getattr(pl.Trainer.fit, "e2e_guard", False):
+        return
+    fit = pl.Trainer.fit
+
+    def guarded(self: object, *args: object, **kwargs: object) -> object:
+        require_e2e("Trainer.fit")
+        return fit(self, *args, **kwargs)
+
+    guarded.e2e_guard = True
+    pl.Trainer.fit = guarded
+
+
+def run_cli(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
+    require_e2e(f"python -m {module}")
+    # warnings shown: tests see what users see. PYTHONPATH: test-only callbacks (tests.helpers) from any cwd
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONPATH": pythonpath, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
+    )
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``run_cli`` with Python warnings silenced (the report tests read the output, not the warnings)."""
+    return run_cli(module, *args, env={"PYTHONWARNINGS": "ignore"}, timeout=timeout, cwd=cwd)
+
+
+def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 240) -> bool:
+    """Poll ``predicate`` (a state: a file, a step count) until it holds, ``proc`` exits or ``timeout``
+    seconds pass (a bound against hangs, not a guess at speed). Returns whether the state was reached."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def read_step(path: Path) -> int:
+    """The step a ``StepFile`` last wrote, or -1 if none yet."""
+    return int(path.read_text()) if path.is_file() else -1
