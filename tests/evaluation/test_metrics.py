@@ -14,7 +14,7 @@ import ddpm_lightning.evaluation.metrics as metrics
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.evaluation.classifier import load_or_train_classifier
 from ddpm_lightning.evaluation.data import load_mnist
-from tests.conftest import FID_WEIGHTS
+from tests.helpers.run import FID_WEIGHTS
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ddpm_lightning.cli import _compose
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import RUNTIME_KEYS, build_module, check_compatible, load_module, read_checkpoint
 from ddpm_lightning.lit.module import CONFIG_KEY, DiffusionModule
-from tests.conftest import TINY
+from tests.helpers.run import TINY
 
 
 def test_module_node_is_the_lightning_module_with_the_user_groups() -> None:
