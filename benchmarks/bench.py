@@ -42,19 +42,78 @@ SECTIONS = ("training", "sampling", "evaluation", "capacity", "speed")
 
 # Settings per device: (CPU full, GPU full, smoke). Chosen so `make bench` takes ≤ ~15 min on 2 CPU cores.
 PROFILES: dict[str, dict[str, Any]] = {
-    "cpu": dict(reps=6, steps=6, warmup=2, overhead_steps=30, overhead_warmup=5, overhead_reps=3, n_samples=100,
-                ddim_steps=[50, 100], train_steps=300, lr=1e-3, eval_n=1000, inception_images=16, psnr_images=100,
-                kid_subsets=10, capacity_batches={"small": 128, "large": 16}, capacity_steps=2, capacity_warmup=1,
-                option_steps=6, option_warmup=2, option_reps=3, compile=True, overrides=[]),
-    "cuda": dict(reps=5, steps=100, warmup=20, overhead_steps=200, overhead_warmup=20, overhead_reps=3, n_samples=1000,
-                 ddim_steps=[50, 100], train_steps=3000, lr=1e-3, eval_n=1000, inception_images=500, psnr_images=1000,
-                 kid_subsets=100, capacity_batches={"small": 128, "large": 128}, capacity_steps=20, capacity_warmup=5,
-                 option_steps=100, option_warmup=20, option_reps=3, compile=True, overrides=[]),
-    "smoke": dict(reps=1, steps=2, warmup=1, overhead_steps=3, overhead_warmup=1, overhead_reps=1, n_samples=8,
-                  ddim_steps=[5, 10], train_steps=2, lr=1e-3, eval_n=100, inception_images=0, psnr_images=4,
-                  kid_subsets=2, capacity_batches={"small": 2, "large": 1}, capacity_steps=1, capacity_warmup=0,
-                  option_steps=2, option_warmup=1, option_reps=1, compile=False,
-                  overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20"]),
+    "cpu": dict(
+        reps=6,
+        steps=6,
+        warmup=2,
+        overhead_steps=30,
+        overhead_warmup=5,
+        overhead_reps=3,
+        n_samples=100,
+        ddim_steps=[50, 100],
+        train_steps=300,
+        lr=1e-3,
+        eval_n=1000,
+        inception_images=16,
+        psnr_images=100,
+        kid_subsets=10,
+        capacity_batches={"small": 128, "large": 16},
+        capacity_steps=2,
+        capacity_warmup=1,
+        option_steps=6,
+        option_warmup=2,
+        option_reps=3,
+        compile=True,
+        overrides=[],
+    ),
+    "cuda": dict(
+        reps=5,
+        steps=100,
+        warmup=20,
+        overhead_steps=200,
+        overhead_warmup=20,
+        overhead_reps=3,
+        n_samples=1000,
+        ddim_steps=[50, 100],
+        train_steps=3000,
+        lr=1e-3,
+        eval_n=1000,
+        inception_images=500,
+        psnr_images=1000,
+        kid_subsets=100,
+        capacity_batches={"small": 128, "large": 128},
+        capacity_steps=20,
+        capacity_warmup=5,
+        option_steps=100,
+        option_warmup=20,
+        option_reps=3,
+        compile=True,
+        overrides=[],
+    ),
+    "smoke": dict(
+        reps=1,
+        steps=2,
+        warmup=1,
+        overhead_steps=3,
+        overhead_warmup=1,
+        overhead_reps=1,
+        n_samples=8,
+        ddim_steps=[5, 10],
+        train_steps=2,
+        lr=1e-3,
+        eval_n=100,
+        inception_images=0,
+        psnr_images=4,
+        kid_subsets=2,
+        capacity_batches={"small": 2, "large": 1},
+        capacity_steps=1,
+        capacity_warmup=0,
+        option_steps=2,
+        option_warmup=1,
+        option_reps=1,
+        compile=False,
+        overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20"],
+    ),
 }
 
 
@@ -91,38 +150,95 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
         preset = compose_train([*speed_overrides(device), *overrides], work)
         data_root, precision = str(preset.data.root), str(preset.trainer.precision)
         if "training" in on:
-            r["training"] = sw.section("1-2 training throughput and data path", lambda: training.training_paths(
-                device, p["steps"], p["warmup"], p["reps"], work, overrides))
-            r["overhead"] = sw.section("framework cost per step", lambda: training.overhead(
-                device, p["overhead_steps"], p["overhead_warmup"], p["overhead_reps"], work, overrides))
+            r["training"] = sw.section(
+                "1-2 training throughput and data path",
+                lambda: training.training_paths(device, p["steps"], p["warmup"], p["reps"], work, overrides),
+            )
+            r["overhead"] = sw.section(
+                "framework cost per step",
+                lambda: training.overhead(
+                    device, p["overhead_steps"], p["overhead_warmup"], p["overhead_reps"], work, overrides
+                ),
+            )
         if "sampling" in on:
-            r["sampling"] = sw.section("3 sampling", lambda: sampling.sampling(
-                device, p["n_samples"], p["ddim_steps"], args.ckpt, Path(args.out) / "cache", p["train_steps"], p["lr"],
-                overrides, work, data_root))
+            r["sampling"] = sw.section(
+                "3 sampling",
+                lambda: sampling.sampling(
+                    device,
+                    p["n_samples"],
+                    p["ddim_steps"],
+                    args.ckpt,
+                    Path(args.out) / "cache",
+                    p["train_steps"],
+                    p["lr"],
+                    overrides,
+                    work,
+                    data_root,
+                ),
+            )
         if "evaluation" in on:
             step_s = r["training"]["step_s"] if "training" in r else float("nan")
-            r["evaluation"] = sw.section("4 evaluation cost", lambda: evaluation.evaluation(
-                device, step_s, data_root, p["eval_n"], p["inception_images"], p["psnr_images"], p["kid_subsets"], r.get("sampling")))
+            r["evaluation"] = sw.section(
+                "4 evaluation cost",
+                lambda: evaluation.evaluation(
+                    device,
+                    step_s,
+                    data_root,
+                    p["eval_n"],
+                    p["inception_images"],
+                    p["psnr_images"],
+                    p["kid_subsets"],
+                    r.get("sampling"),
+                ),
+            )
         if "capacity" in on:
             dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
             big = device.type == "cuda"  # a GPU needs bigger problems to be timed at its rate
-            peak, conv = matmul_rate(device, dtype, n=8192 if big else 2048), conv_rate(device, dtype, batch=256 if big else 16)
-            r["capacity"] = sw.section("5 memory and FLOPs", lambda: capacity.capacity(
-                device, precision, peak, p["capacity_batches"], p["capacity_steps"], p["capacity_warmup"], isolated=not args.smoke,
-                conv_flops=conv))
+            peak, conv = (
+                matmul_rate(device, dtype, n=8192 if big else 2048),
+                conv_rate(device, dtype, batch=256 if big else 16),
+            )
+            r["capacity"] = sw.section(
+                "5 memory and FLOPs",
+                lambda: capacity.capacity(
+                    device,
+                    precision,
+                    peak,
+                    p["capacity_batches"],
+                    p["capacity_steps"],
+                    p["capacity_warmup"],
+                    isolated=not args.smoke,
+                    conv_flops=conv,
+                ),
+            )
             if any(x["fraction_of_matmul_peak"] > 1 for x in r["capacity"]["rows"]):
-                notes.append("Some rows exceed the measured matmul rate: torch's matmul here (its BLAS) is slower than the "
-                             "convolution library the networks run on; the conv-rate column is the closer reference.")
+                notes.append(
+                    "Some rows exceed the measured matmul rate: torch's matmul here (its BLAS) is slower than the "
+                    "convolution library the networks run on; the conv-rate column is the closer reference."
+                )
         if "speed" in on:
-            r["speed_options"] = sw.section("6 speed options", lambda: training.speed_options(
-                device, p["option_steps"], p["option_warmup"], p["option_reps"], work, overrides,
-                with_compile=p["compile"] and not args.no_compile))
+            r["speed_options"] = sw.section(
+                "6 speed options",
+                lambda: training.speed_options(
+                    device,
+                    p["option_steps"],
+                    p["option_warmup"],
+                    p["option_reps"],
+                    work,
+                    overrides,
+                    with_compile=p["compile"] and not args.no_compile,
+                ),
+            )
             r["speed_options"]["verdict"] = verdict(r["speed_options"])
-    notes.append(f"Extrapolated: an epoch = measured step time × 468; Inception features timed on {p['inception_images']} images and "
-                 f"PSNR/SSIM on {p['psnr_images']} samples, scaled to N = {p['eval_n']}; KID from {p['kid_subsets']} of 100 subsets.")
+    notes.append(
+        f"Extrapolated: an epoch = measured step time × 468; Inception features timed on {p['inception_images']} images and "
+        f"PSNR/SSIM on {p['psnr_images']} samples, scaled to N = {p['eval_n']}; KID from {p['kid_subsets']} of 100 subsets."
+    )
     if device.type == "cpu":
-        notes.append("On a shared machine the load average (above) inflates every time; ratios come from interleaved "
-                     "repetitions, so they are less affected than absolute numbers.")
+        notes.append(
+            "On a shared machine the load average (above) inflates every time; ratios come from interleaved "
+            "repetitions, so they are less affected than absolute numbers."
+        )
     r["notes"] = notes
     meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_s"] = round(time.perf_counter() - start, 1)
@@ -157,14 +273,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["all", "cpu", "cuda"], default="all", help="all: cpu, then cuda if present")
     ap.add_argument("--out", default=str(RESULTS), help="results directory (default benchmarks/results/)")
-    ap.add_argument("--ckpt", default=None, help="checkpoint for the sampling section (default: train one, cached in OUT/cache)")
-    ap.add_argument("--n-samples", type=int, default=None,
-                    help="images per sampler in section 3 (default: 100 on CPU, 1000 on GPU; classifier FID is biased and noisy at small n)")
+    ap.add_argument(
+        "--ckpt", default=None, help="checkpoint for the sampling section (default: train one, cached in OUT/cache)"
+    )
+    ap.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="images per sampler in section 3 (default: 100 on CPU, 1000 on GPU; classifier FID is biased and noisy at small n)",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny settings (seconds; for tests): numbers are meaningless")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant (its compilation takes ~30-60 s on CPU)")
-    ap.add_argument("--override", action="append", default=[], help="extra train-config override for every section (repeatable)")
-    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                    help="run only these (evaluation uses training's step time; its sampling rows need sampling)")
+    ap.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the torch.compile variant (its compilation takes ~30-60 s on CPU)",
+    )
+    ap.add_argument(
+        "--override", action="append", default=[], help="extra train-config override for every section (repeatable)"
+    )
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run only these (evaluation uses training's step time; its sampling rows need sampling)",
+    )
     args = ap.parse_args(argv)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available() or args.device == "cuda"]

@@ -28,8 +28,12 @@ CONFIGS = [("cnn", "small"), ("cnn", "large"), ("unet", "small"), ("unet", "larg
 
 def build_network(model: str, capacity: str, device: torch.device | str) -> torch.nn.Module:
     """conf/model/<model>.yaml with conf/capacity/<capacity>.yaml (no Hydra composition: a light worker)."""
-    cfg = OmegaConf.create({"capacity": OmegaConf.load(CONF_DIR / "capacity" / f"{capacity}.yaml"),
-                            "model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")})
+    cfg = OmegaConf.create(
+        {
+            "capacity": OmegaConf.load(CONF_DIR / "capacity" / f"{capacity}.yaml"),
+            "model": OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml"),
+        }
+    )
     with torch.device(device):
         return instantiate(cfg.model)
 
@@ -45,7 +49,9 @@ def step_flops(model: str, capacity: str, batch: int) -> int:
     return int(counter.get_total_flops())
 
 
-def worker(model: str, capacity: str, batch: int, steps: int, warmup: int, device_name: str, precision: str) -> dict[str, Any]:
+def worker(
+    model: str, capacity: str, batch: int, steps: int, warmup: int, device_name: str, precision: str
+) -> dict[str, Any]:
     """Time ``steps`` Adam steps after ``warmup``; report the peak memory of this process."""
     device = resolve_device(device_name)
     torch.manual_seed(0)
@@ -69,26 +75,58 @@ def worker(model: str, capacity: str, batch: int, steps: int, warmup: int, devic
         optimizer.step()
     sync(device)
     step_s = (time.perf_counter() - start) / steps
-    out = {"step_s": step_s, "peak_rss_mb": rss_mb(), "rss_before_steps_mb": base_rss,
-           "parameters": sum(p.numel() for p in net.parameters())}
+    out = {
+        "step_s": step_s,
+        "peak_rss_mb": rss_mb(),
+        "rss_before_steps_mb": base_rss,
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
     if device.type == "cuda":
         out["max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
 
 
-def run_worker(model: str, capacity: str, batch: int, steps: int, warmup: int, device: torch.device, precision: str,
-               timeout: float = 600) -> dict[str, Any]:
+def run_worker(
+    model: str,
+    capacity: str,
+    batch: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    precision: str,
+    timeout: float = 600,
+) -> dict[str, Any]:
     """``worker`` in a fresh process (its own peak memory); its JSON line back."""
-    cmd = [sys.executable, "-m", "benchmarks.capacity", "--worker", model, capacity, str(batch), str(steps), str(warmup),
-           device.type, precision]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.capacity",
+        "--worker",
+        model,
+        capacity,
+        str(batch),
+        str(steps),
+        str(warmup),
+        device.type,
+        precision,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"capacity worker {model}/{capacity} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def capacity(device: torch.device, precision: str, peak_flops: float, batches: dict[str, int], steps: int, warmup: int,
-             study_batch: int = 128, isolated: bool = True, conv_flops: float | None = None) -> dict[str, Any]:
+def capacity(
+    device: torch.device,
+    precision: str,
+    peak_flops: float,
+    batches: dict[str, int],
+    steps: int,
+    warmup: int,
+    study_batch: int = 128,
+    isolated: bool = True,
+    conv_flops: float | None = None,
+) -> dict[str, Any]:
     """Section 5: one worker process per (model, capacity) (``isolated=False``: in this process, so the
     memory column is this process's; for smoke runs); ``batches`` maps capacity -> timing batch."""
     rows = []
@@ -99,17 +137,28 @@ def capacity(device: torch.device, precision: str, peak_flops: float, batches: d
         else:
             measured = worker(model, cap, batch, steps, warmup, device.type, precision)
         flops_timed = step_flops(model, cap, batch)
-        rows.append({
-            "model": model, "capacity": cap, "timing_batch": batch, **measured,
-            "flops_per_step": step_flops(model, cap, study_batch),  # at the study's batch
-            "achieved_flops_per_s": flops_timed / measured["step_s"],
-            "fraction_of_matmul_peak": flops_timed / measured["step_s"] / peak_flops,
-            "fraction_of_conv_rate": flops_timed / measured["step_s"] / conv_flops if conv_flops else None,
-            "epoch_s_estimate": measured["step_s"] * study_batch / batch * 468,
-        })
-    return {"precision": precision, "study_batch": study_batch, "matmul_flops_per_s": peak_flops, "conv_flops_per_s": conv_flops,
-            "rows": rows, "isolated": isolated,
-            "flops_note": "FlopCounterMode: convolutions and matmuls only (forward + backward)"}
+        rows.append(
+            {
+                "model": model,
+                "capacity": cap,
+                "timing_batch": batch,
+                **measured,
+                "flops_per_step": step_flops(model, cap, study_batch),  # at the study's batch
+                "achieved_flops_per_s": flops_timed / measured["step_s"],
+                "fraction_of_matmul_peak": flops_timed / measured["step_s"] / peak_flops,
+                "fraction_of_conv_rate": flops_timed / measured["step_s"] / conv_flops if conv_flops else None,
+                "epoch_s_estimate": measured["step_s"] * study_batch / batch * 468,
+            }
+        )
+    return {
+        "precision": precision,
+        "study_batch": study_batch,
+        "matmul_flops_per_s": peak_flops,
+        "conv_flops_per_s": conv_flops,
+        "rows": rows,
+        "isolated": isolated,
+        "flops_note": "FlopCounterMode: convolutions and matmuls only (forward + backward)",
+    }
 
 
 if __name__ == "__main__":
@@ -117,4 +166,6 @@ if __name__ == "__main__":
         m, c, b, s, w, d, p = sys.argv[2:]
         print(json.dumps(worker(m, c, int(b), int(s), int(w), d, p)))
     else:
-        raise SystemExit("usage: python -m benchmarks.capacity --worker MODEL CAPACITY BATCH STEPS WARMUP DEVICE PRECISION")
+        raise SystemExit(
+            "usage: python -m benchmarks.capacity --worker MODEL CAPACITY BATCH STEPS WARMUP DEVICE PRECISION"
+        )

@@ -59,12 +59,18 @@ def evaluation(
     model, meta = load_or_train_classifier(None)
     clf = ClassifierFeatures(model, meta["sha256"]).to(device)
     real_feats = clf(images[-n:])  # cached once per run in the callback: not timed
-    clf(fake[:clf.batch_size])  # warm-up
+    clf(fake[: clf.batch_size])  # warm-up
     feats, t_feat = _timed(lambda: clf(fake), device)
     _, t_fid = _timed(lambda: frechet_distance(clf, real_feats, feats), device)
     _, t_pred = _timed(lambda: class_coverage(clf.predict(fake)), device)
-    costs["classifier_fid"] = {"seconds": t_feat + t_fid + t_pred, "features_s": t_feat, "fid_s": t_fid, "predict_s": t_pred,
-                               "per_image_ms": 1e3 * t_feat / n, "how": f"measured at N={n}"}
+    costs["classifier_fid"] = {
+        "seconds": t_feat + t_fid + t_pred,
+        "features_s": t_feat,
+        "fid_s": t_fid,
+        "predict_s": t_pred,
+        "per_image_ms": 1e3 * t_feat / n,
+        "how": f"measured at N={n}",
+    }
 
     try:
         if inception_images < 1:
@@ -78,10 +84,17 @@ def evaluation(
         _, t_fid = _timed(lambda: frechet_distance(inc, rf, ff), device)
         _, t_kid = _timed(lambda: kernel_distance(inc, rf, ff, subsets=kid_subsets, subset_size=n), device)
         t_kid_100 = t_kid * 100 / kid_subsets
-        costs["inception_fid"] = {"seconds": per_image * n + t_fid, "per_image_ms": 1e3 * per_image, "fid_s": t_fid,
-                                  "how": f"features timed on {k} images, scaled to N={n}; 2048-d FID at N"}
-        costs["inception_fid_kid"] = {"seconds": per_image * n + t_fid + t_kid_100, "kid_100_subsets_s": t_kid_100,
-                                      "how": f"as inception_fid, plus KID (100 subsets of {n}) from {kid_subsets} subsets × {100 // kid_subsets}"}
+        costs["inception_fid"] = {
+            "seconds": per_image * n + t_fid,
+            "per_image_ms": 1e3 * per_image,
+            "fid_s": t_fid,
+            "how": f"features timed on {k} images, scaled to N={n}; 2048-d FID at N",
+        }
+        costs["inception_fid_kid"] = {
+            "seconds": per_image * n + t_fid + t_kid_100,
+            "kid_100_subsets_s": t_kid_100,
+            "how": f"as inception_fid, plus KID (100 subsets of {n}) from {kid_subsets} subsets × {100 // kid_subsets}",
+        }
     except DDPMError as e:  # no weights and no network: say so, do not fail the benchmark
         costs["inception_fid"] = {"seconds": None, "unavailable": str(e)}
 
@@ -91,8 +104,10 @@ def evaluation(
 
     if sampling:
         for name, row in sampling["samplers"].items():
-            costs[f"sampling_{name}"] = {"seconds": n / row["images_per_s"],
-                                         "how": f"N={n} at the sampling section's {row['images_per_s']:.3g} images/s"}
+            costs[f"sampling_{name}"] = {
+                "seconds": n / row["images_per_s"],
+                "how": f"N={n} at the sampling section's {row['images_per_s']:.3g} images/s",
+            }
     for row in costs.values():
         row["fraction_of_epoch"] = None if row.get("seconds") is None else row["seconds"] / epoch_s
     return {"n": n, "epoch_s_estimate": epoch_s, "step_s": step_s, "epoch_steps": EPOCH_STEPS, "costs": costs}

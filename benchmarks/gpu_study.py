@@ -27,12 +27,24 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = ["study_linear", "study_geometric", "study_custom", "study_des", "study_large"]  # large last: it gets what the others leave
+RUNS = [
+    "study_linear",
+    "study_geometric",
+    "study_custom",
+    "study_des",
+    "study_large",
+]  # large last: it gets what the others leave
 STUDY_EPOCHS = 50
 # --smoke: the Makefile's reproduce-smoke settings on CPU, without Inception FID/KID.
-SMOKE = ["speed=cpu", "+debug=smoke", "callbacks.generative_metrics.n=32", "callbacks.generative_metrics.every_n_epochs=1",
-         "callbacks.generative_metrics.kid_subset_size=16",  # conf/debug/smoke.yaml, metrics every epoch on 32 samples
-         "callbacks.generative_metrics.fid=false", "callbacks.generative_metrics.kid=false"]  # Inception: ~40 s/epoch on CPU
+SMOKE = [
+    "speed=cpu",
+    "+debug=smoke",
+    "callbacks.generative_metrics.n=32",
+    "callbacks.generative_metrics.every_n_epochs=1",
+    "callbacks.generative_metrics.kid_subset_size=16",  # conf/debug/smoke.yaml, metrics every epoch on 32 samples
+    "callbacks.generative_metrics.fid=false",
+    "callbacks.generative_metrics.kid=false",
+]  # Inception: ~40 s/epoch on CPU
 
 
 def read_epochs(path: Path) -> list[dict[str, Any]]:
@@ -55,9 +67,17 @@ def project(rows: list[dict[str, Any]], startup_s: float, epochs: int = STUDY_EP
 
 def run_one(name: str, epochs: int, run_dir: Path, overrides: list[str], timeout: float) -> dict[str, Any]:
     timer = run_dir / "epochs.jsonl"
-    cmd = [sys.executable, "-m", "ddpm_lightning.train", f"experiment={name}", f"trainer.max_epochs={epochs}", *overrides,
-           f"hydra.run.dir={run_dir}", "+callbacks.epoch_timer._target_=benchmarks.timing.EpochTimer",
-           f"+callbacks.epoch_timer.path={timer}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddpm_lightning.train",
+        f"experiment={name}",
+        f"trainer.max_epochs={epochs}",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.epoch_timer._target_=benchmarks.timing.EpochTimer",
+        f"+callbacks.epoch_timer.path={timer}",
+    ]
     launched, tick = time.time(), time.perf_counter()
     status = "ok"
     try:
@@ -69,33 +89,53 @@ def run_one(name: str, epochs: int, run_dir: Path, overrides: list[str], timeout
     wall = time.perf_counter() - tick
     rows = read_epochs(timer)
     startup = rows[0]["started_at"] - launched if rows else wall  # launch -> first epoch: imports, data, metric set-up
-    return {"run": name, "status": status, "wall_s": wall, "startup_s": startup, "epochs": rows,
-            **project(rows, startup), "command": " ".join(cmd[1:])}
+    return {
+        "run": name,
+        "status": status,
+        "wall_s": wall,
+        "startup_s": startup,
+        "epochs": rows,
+        **project(rows, startup),
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def markdown(res: dict[str, Any]) -> str:
     def f(x: Any) -> str:
         return "–" if x is None else f"{x:.1f}"
 
-    L = [f"# Study on {res['device']}: {res['epochs']} epochs per run, projected to {STUDY_EPOCHS}", "",
-         f"{res['date']}; overrides {res['overrides']}; wall {res['wall_s']:.0f} s (budget {res['budget_s']:.0f} s).", "",
-         "| run | status | epochs | start-up s | first epoch s | steady epoch s | train s | val s | eval s | projected 50 epochs |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        f"# Study on {res['device']}: {res['epochs']} epochs per run, projected to {STUDY_EPOCHS}",
+        "",
+        f"{res['date']}; overrides {res['overrides']}; wall {res['wall_s']:.0f} s (budget {res['budget_s']:.0f} s).",
+        "",
+        "| run | status | epochs | start-up s | first epoch s | steady epoch s | train s | val s | eval s | projected 50 epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["runs"]:
         proj = r.get("projected_s")
-        L.append(f"| {r['run']} | {r['status']} | {r.get('epochs_done', 0)} | {f(r['startup_s'])} | {f(r.get('first_epoch_s'))} | "
-                 f"{f(r.get('steady_epoch_s'))} | {f(r.get('steady_train_s'))} | {f(r.get('steady_val_s'))} | {f(r.get('steady_eval_s'))} | "
-                 f"{'–' if proj is None else f'{proj / 60:.1f} min'} |")
+        L.append(
+            f"| {r['run']} | {r['status']} | {r.get('epochs_done', 0)} | {f(r['startup_s'])} | {f(r.get('first_epoch_s'))} | "
+            f"{f(r.get('steady_epoch_s'))} | {f(r.get('steady_train_s'))} | {f(r.get('steady_val_s'))} | {f(r.get('steady_eval_s'))} | "
+            f"{'–' if proj is None else f'{proj / 60:.1f} min'} |"
+        )
     total = res["projected_total_s"]
-    L += ["", f"**Projected whole study ({len(res['runs'])} runs × {STUDY_EPOCHS} epochs, one after another): "
-          + ("incomplete (a run finished no epoch)" if total is None else f"{total / 60:.1f} min ({total / 3600:.2f} h)") + "**",
-          "", "eval = the every-epoch metrics (sampling N images with the run's sampler, FID/KID, PSNR/SSIM, denoising)."]
+    L += [
+        "",
+        f"**Projected whole study ({len(res['runs'])} runs × {STUDY_EPOCHS} epochs, one after another): "
+        + ("incomplete (a run finished no epoch)" if total is None else f"{total / 60:.1f} min ({total / 3600:.2f} h)")
+        + "**",
+        "",
+        "eval = the every-epoch metrics (sampling N images with the run's sampler, FID/KID, PSNR/SSIM, denoising).",
+    ]
     return "\n".join(L) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_study", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2; the projection uses epochs after the first)")
+    ap.add_argument(
+        "--epochs", type=int, default=2, help="epochs per run (default 2; the projection uses epochs after the first)"
+    )
     ap.add_argument("--budget-s", type=float, default=540, help="wall-clock budget for all runs (default 540 s)")
     ap.add_argument("--runs", nargs="+", default=RUNS, choices=RUNS)
     ap.add_argument("--extra", nargs="*", default=[], help="more train overrides for every run")
@@ -120,14 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(args.runs):
         left = args.budget_s - (time.perf_counter() - start)
         share = left / (len(args.runs) - i)  # an even share of what is left, so every run gets its turn
-        print(f"[{time.perf_counter() - start:5.0f} s] {name}: {args.epochs} epochs (≤ {share:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"[{time.perf_counter() - start:5.0f} s] {name}: {args.epochs} epochs (≤ {share:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         r = run_one(name, args.epochs, out / f"gpu_study_{stamp}" / name, overrides, share)
         runs.append(r)
-        print(f"    {r['status']}; epochs {r.get('epochs_done', 0)}, steady epoch {r.get('steady_epoch_s')}", file=sys.stderr, flush=True)
+        print(
+            f"    {r['status']}; epochs {r.get('epochs_done', 0)}, steady epoch {r.get('steady_epoch_s')}",
+            file=sys.stderr,
+            flush=True,
+        )
     done = [r["projected_s"] for r in runs]
-    res = {"device": device, "date": dt.datetime.now().isoformat(timespec="seconds"), "epochs": args.epochs, "overrides": overrides,
-           "budget_s": args.budget_s, "wall_s": time.perf_counter() - start, "runs": runs,
-           "projected_total_s": None if any(x is None for x in done) else sum(done), "load_average": os.getloadavg()}
+    res = {
+        "device": device,
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "epochs": args.epochs,
+        "overrides": overrides,
+        "budget_s": args.budget_s,
+        "wall_s": time.perf_counter() - start,
+        "runs": runs,
+        "projected_total_s": None if any(x is None for x in done) else sum(done),
+        "load_average": os.getloadavg(),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / f"gpu_study_{stamp}.json").write_text(json.dumps(res, indent=2) + "\n")
     md = markdown(res)

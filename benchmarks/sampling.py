@@ -29,15 +29,24 @@ from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.module import DiffusionModule
 
 
-def train_checkpoint(path: Path, device: torch.device, steps: int, lr: float, overrides: list[str], workdir: str) -> dict[str, Any]:
+def train_checkpoint(
+    path: Path, device: torch.device, steps: int, lr: float, overrides: list[str], workdir: str
+) -> dict[str, Any]:
     """Train the study's small CNN (linear schedule, Gaussian noise; T from ``overrides``, default 1000)
     for ``steps`` steps of batch 128 with Adam at ``lr`` and save a regular checkpoint at ``path``."""
     cfg = compose_train([*speed_overrides(device), *overrides, f"optimizer.lr={lr}"], workdir)
     torch.manual_seed(int(cfg.seed))
     module = build_module(cfg)
     trainer = instantiate(
-        cfg.trainer, callbacks=[ConfigInCheckpoint(run_config(cfg))], logger=False, max_epochs=-1, max_steps=steps, limit_val_batches=0,
-        num_sanity_val_steps=0, enable_checkpointing=False, enable_progress_bar=False,
+        cfg.trainer,
+        callbacks=[ConfigInCheckpoint(run_config(cfg))],
+        logger=False,
+        max_epochs=-1,
+        max_steps=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
     )
     tick = time.perf_counter()
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
@@ -45,12 +54,20 @@ def train_checkpoint(path: Path, device: torch.device, steps: int, lr: float, ov
     seconds = time.perf_counter() - tick
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(str(path))
-    return {"trained_here": True, "steps": steps, "epochs": round(steps / 468, 2), "lr": lr, "batch": int(cfg.data.batch_size),
-            "train_s": round(seconds, 1), "final_train_loss": float(trainer.callback_metrics.get("train/loss_step", float("nan")))}
+    return {
+        "trained_here": True,
+        "steps": steps,
+        "epochs": round(steps / 468, 2),
+        "lr": lr,
+        "batch": int(cfg.data.batch_size),
+        "train_s": round(seconds, 1),
+        "final_train_loss": float(trainer.callback_metrics.get("train/loss_step", float("nan"))),
+    }
 
 
-def get_checkpoint(ckpt: str | None, cache_dir: Path, device: torch.device, steps: int, lr: float, overrides: list[str],
-                   workdir: str) -> tuple[DiffusionModule, dict[str, Any]]:
+def get_checkpoint(
+    ckpt: str | None, cache_dir: Path, device: torch.device, steps: int, lr: float, overrides: list[str], workdir: str
+) -> tuple[DiffusionModule, dict[str, Any]]:
     """The module to sample from (EMA weights if the checkpoint has them) and a description of it."""
     if ckpt:
         info: dict[str, Any] = {"trained_here": False, "path": str(ckpt)}
@@ -65,10 +82,19 @@ def get_checkpoint(ckpt: str | None, cache_dir: Path, device: torch.device, step
     module, cfg = load_module(info["path"])
     ckpt = read_checkpoint(info["path"])
     step = int(ckpt.get("global_step", 0))
-    info.update({"model": cfg.model._target_.rsplit(".", 1)[-1], "channels": list(cfg.capacity.channels), "T": int(cfg.T),
-                 "schedule": cfg.schedule._target_.rsplit(".", 1)[-1], "global_step": step,
-                 "epochs": round(step * int(cfg.data.batch_size) / 60000, 2), "lr": float(cfg.optimizer.lr),
-                 "precision": str(cfg.trainer.precision), "ema_weights": "current_model_state" in ckpt})
+    info.update(
+        {
+            "model": cfg.model._target_.rsplit(".", 1)[-1],
+            "channels": list(cfg.capacity.channels),
+            "T": int(cfg.T),
+            "schedule": cfg.schedule._target_.rsplit(".", 1)[-1],
+            "global_step": step,
+            "epochs": round(step * int(cfg.data.batch_size) / 60000, 2),
+            "lr": float(cfg.optimizer.lr),
+            "precision": str(cfg.trainer.precision),
+            "ema_weights": "current_model_state" in ckpt,
+        }
+    )
     return module.to(device), info
 
 
@@ -95,9 +121,14 @@ def sampling(
     real, _ = load_mnist(data_root, "test")
     other, _ = load_mnist(data_root, "train")
     real_feats = classifier(real[:n])  # (n, 64)
-    out: dict[str, Any] = {"checkpoint": info, "n": n, "batch": n, "seed": seed,
-                           "classifier": {"path": meta["path"], "test_accuracy": meta.get("test_accuracy")},
-                           "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other[:n])}
+    out: dict[str, Any] = {
+        "checkpoint": info,
+        "n": n,
+        "batch": n,
+        "seed": seed,
+        "classifier": {"path": meta["path"], "test_accuracy": meta.get("test_accuracy")},
+        "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other[:n]),
+    }
     T = module.schedule.T
     precision = str(compose_train(speed_overrides(device), workdir).trainer.precision)  # what speed=cpu|gpu samples in
     module.set_sample_precision(precision)
@@ -124,10 +155,19 @@ def sampling(
         images = module.generate(n, seed=seed, sampler=factory, batch_size=n)  # (n, 1, 28, 28)
         sync(device)
         seconds = time.perf_counter() - tick
-        steps = T if name.startswith("ancestral") else int(name.removeprefix("dpm_solver_").removeprefix("ddim_").split("_")[0])
+        steps = (
+            T
+            if name.startswith("ancestral")
+            else int(name.removeprefix("dpm_solver_").removeprefix("ddim_").split("_")[0])
+        )
         feats[name] = classifier(images)  # (n, 64)
-        rows[name] = {"steps": steps, "precision": prec, "seconds": seconds, "images_per_s": n / seconds,
-                      "fid_mnist": frechet_distance(classifier, real_feats, feats[name])}
+        rows[name] = {
+            "steps": steps,
+            "precision": prec,
+            "seconds": seconds,
+            "images_per_s": n / seconds,
+            "fid_mnist": frechet_distance(classifier, real_feats, feats[name]),
+        }
     module.set_sample_precision(precision)
     anc_name = f"ancestral_{T}"
     anc = rows[anc_name]
@@ -142,8 +182,9 @@ def sampling(
     return out
 
 
-def bootstrap_ratio(classifier: ClassifierFeatures, real: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int,
-                    rounds: int = 100) -> list[float]:
+def bootstrap_ratio(
+    classifier: ClassifierFeatures, real: torch.Tensor, a: torch.Tensor, b: torch.Tensor, seed: int, rounds: int = 100
+) -> list[float]:
     """5th and 95th percentiles of FID(a)/FID(b) when both sample sets are redrawn with replacement
     (the real set fixed): how much of a ratio is the luck of n samples. (n, d) features each."""
     gen = torch.Generator().manual_seed(seed)

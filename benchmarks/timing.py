@@ -60,8 +60,15 @@ class EpochTimer(pl.Callback):
         if self.epoch is not None and not trainer.sanity_checking:
             self.marks["val_start"] = self._now(pl_module)
 
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.epoch is not None and not trainer.sanity_checking:
             self.marks["val_batch_end"] = time.perf_counter()  # synchronised once, at the epoch end below
 

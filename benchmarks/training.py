@@ -77,7 +77,9 @@ class StepClock(pl.Callback):
         self.warmup, self.total, self.device = warmup, total, device
         self.stamps: list[float] = []
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.warmup - 1 <= batch_idx <= self.total - 1:
             if batch_idx in (self.warmup - 1, self.total - 1):
                 sync(self.device)
@@ -100,8 +102,13 @@ def lightning_loop(
     callbacks = [instantiate(c) for k, c in (cfg.callbacks or {}).items() if c is not None and k not in drop_callbacks]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None] if logger else False
     trainer = instantiate(
-        cfg.trainer, callbacks=[*callbacks, clock], logger=loggers, max_epochs=1,
-        limit_train_batches=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0,
+        cfg.trainer,
+        callbacks=[*callbacks, clock],
+        logger=loggers,
+        max_epochs=1,
+        limit_train_batches=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
     )
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
         trainer.fit(module, datamodule=datamodule, train_dataloaders=batches)
@@ -150,8 +157,15 @@ def bare_loop(
 def synthetic_batches(n: int, batch: int, device: torch.device) -> BatchList:
     """``n`` ready-made batches of uniform noise in [−1, 1] on ``device``: a data path that costs nothing."""
     g = torch.Generator().manual_seed(0)
-    return BatchList([((torch.rand(batch, 1, 28, 28, generator=g) * 2 - 1).to(device), torch.zeros(batch, dtype=torch.long, device=device))
-                      for _ in range(n)])
+    return BatchList(
+        [
+            (
+                (torch.rand(batch, 1, 28, 28, generator=g) * 2 - 1).to(device),
+                torch.zeros(batch, dtype=torch.long, device=device),
+            )
+            for _ in range(n)
+        ]
+    )
 
 
 def _core_parts(cfg: DictConfig, device: torch.device, seed: int = 0) -> tuple[nn.Module, NoiseSchedule, Degradation]:
@@ -160,7 +174,9 @@ def _core_parts(cfg: DictConfig, device: torch.device, seed: int = 0) -> tuple[n
     return module.network.to(device), module.schedule.to(device), module.degradation.to(device)
 
 
-def training_paths(device: torch.device, steps: int, warmup: int, reps: int, workdir: str, overrides: list[str]) -> dict[str, Any]:
+def training_paths(
+    device: torch.device, steps: int, warmup: int, reps: int, workdir: str, overrides: list[str]
+) -> dict[str, Any]:
     """Sections 1 and 2: bare loop, the Lightning path with the real data module, the Lightning path on
     synthetic tensors (and on a GPU the data module with the data in host memory), interleaved."""
     base = [*speed_overrides(device), *overrides]
@@ -183,12 +199,22 @@ def training_paths(device: torch.device, steps: int, warmup: int, reps: int, wor
     if device.type == "cuda":  # the same with the data in host memory (speed option data.on_device=false)
         host_cfg = compose_train([*base, "data.on_device=false"], workdir)
         host_dm = instantiate(host_cfg.data)
-        runs["lightning_host_data"] = lambda: lightning_loop(host_cfg, module, steps, warmup, device, datamodule=host_dm)
+        runs["lightning_host_data"] = lambda: lightning_loop(
+            host_cfg, module, steps, warmup, device, datamodule=host_dm
+        )
     values = interleaved(runs, reps)
     out: dict[str, Any] = {
-        "config": {"overrides": base, "precision": str(cfg.trainer.precision), "batch": batch, "steps": steps,
-                   "warmup": warmup, "reps": reps, "data_on_device": on_device,
-                   "callbacks": [k for k in cfg.callbacks if k not in EVAL_CALLBACKS], "logger": list(cfg.logger or {})},
+        "config": {
+            "overrides": base,
+            "precision": str(cfg.trainer.precision),
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "reps": reps,
+            "data_on_device": on_device,
+            "callbacks": [k for k in cfg.callbacks if k not in EVAL_CALLBACKS],
+            "logger": list(cfg.logger or {}),
+        },
         "images_per_s": {k: median(v) for k, v in values.items()},
         "images_per_s_range": {k: spread(v) for k, v in values.items()},
     }
@@ -203,7 +229,9 @@ def training_paths(device: torch.device, steps: int, warmup: int, reps: int, wor
     return out
 
 
-def overhead(device: torch.device, steps: int, warmup: int, reps: int, workdir: str, overrides: list[str]) -> dict[str, Any]:
+def overhead(
+    device: torch.device, steps: int, warmup: int, reps: int, workdir: str, overrides: list[str]
+) -> dict[str, Any]:
     """Lightning's fixed cost per step, measured where the network costs almost nothing (a one-layer
     CNN of width 4): ms/step of each Lightning variant minus the bare loop's. The variants switch off
     one suspect each (progress bar, logger, check_finite's host sync) to attribute the cost."""
@@ -223,10 +251,13 @@ def overhead(device: torch.device, steps: int, warmup: int, reps: int, workdir: 
     }
     cfgs = {k: compose_train([*base, *v], workdir) for k, v in variants.items()}
     modules = {k: build_module(c) for k, c in cfgs.items()}
-    runs: dict[str, Callable[[], float]] = {"bare": lambda: bare_loop(net, schedule, degradation, x, batch, steps, warmup, device, bf16)}
+    runs: dict[str, Callable[[], float]] = {
+        "bare": lambda: bare_loop(net, schedule, degradation, x, batch, steps, warmup, device, bf16)
+    }
     for k in variants:
-        runs[k] = lambda k=k: lightning_loop(cfgs[k], modules[k], steps, warmup, device, datamodule=datamodule,
-                                             logger=cfgs[k].get("logger") is not None)
+        runs[k] = lambda k=k: lightning_loop(
+            cfgs[k], modules[k], steps, warmup, device, datamodule=datamodule, logger=cfgs[k].get("logger") is not None
+        )
     threads = torch.get_num_threads()
     if device.type == "cpu":  # the framework's cost is Python work: one thread keeps OpenMP barriers (which other
         torch.set_num_threads(1)  # jobs on a shared machine stretch) out of the difference
@@ -237,14 +268,23 @@ def overhead(device: torch.device, steps: int, warmup: int, reps: int, workdir: 
     ms = {k: 1e3 * batch / median(v) for k, v in values.items()}  # ms per step
     return {
         "network": "CNN channels=[4] (framework cost dominates)",
-        "steps": steps, "reps": reps, "torch_threads": 1 if device.type == "cpu" else threads,
+        "steps": steps,
+        "reps": reps,
+        "torch_threads": 1 if device.type == "cpu" else threads,
         "ms_per_step": ms,
         "overhead_ms_per_step": {k: ms[k] - ms["bare"] for k in variants},
     }
 
 
-def speed_options(device: torch.device, steps: int, warmup: int, reps: int, workdir: str, overrides: list[str],
-                  with_compile: bool = True) -> dict[str, Any]:
+def speed_options(
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    reps: int,
+    workdir: str,
+    overrides: list[str],
+    with_compile: bool = True,
+) -> dict[str, Any]:
     """Section 6: each speed option switched on its own against the device's preset, in the bare loop
     (the options act on the network and tensors, the same under Lightning): bf16 autocast,
     channels_last weights, torch.compile, thread count (CPU). images/s and ratio to the preset."""
@@ -263,11 +303,14 @@ def speed_options(device: torch.device, steps: int, warmup: int, reps: int, work
                 return bare_loop(net, schedule, degradation, x, batch, steps, warmup, device, bf16)
             finally:
                 torch.set_num_threads(default_threads)
+
         return go
 
     net, schedule, degradation = _core_parts(cfg, device)
     runs: dict[str, Callable[[], float]] = {"preset": run(net, preset_bf16)}
-    runs["precision=32-true" if preset_bf16 else "precision=bf16-mixed"] = run(_core_parts(cfg, device)[0], not preset_bf16)
+    runs["precision=32-true" if preset_bf16 else "precision=bf16-mixed"] = run(
+        _core_parts(cfg, device)[0], not preset_bf16
+    )
     cl = _core_parts(cfg, device)[0].to(memory_format=torch.channels_last)
     runs["channels_last"] = run(cl, preset_bf16)
     compile_s = None
@@ -283,9 +326,21 @@ def speed_options(device: torch.device, steps: int, warmup: int, reps: int, work
     values = interleaved(runs, reps)
     ips = {k: median(v) for k, v in values.items()}
     ratio = {k: median(paired_ratios(values, k, "preset")) for k in values}
-    preset = {"precision": str(cfg.trainer.precision), "channels_last": bool(cfg.module.channels_last),
-              "compile": bool(cfg.module.compile), "threads": cfg.get("threads") or default_threads,
-              "data.on_device": bool(cfg.data.on_device)}
-    return {"preset": preset, "preset_name": speed_overrides(device)[0], "batch": batch, "steps": steps, "reps": reps,
-            "images_per_s": ips, "ratio_to_preset": ratio, "compile_warmup_s": compile_s,
-            "fastest": max(ips, key=ips.get)}
+    preset = {
+        "precision": str(cfg.trainer.precision),
+        "channels_last": bool(cfg.module.channels_last),
+        "compile": bool(cfg.module.compile),
+        "threads": cfg.get("threads") or default_threads,
+        "data.on_device": bool(cfg.data.on_device),
+    }
+    return {
+        "preset": preset,
+        "preset_name": speed_overrides(device)[0],
+        "batch": batch,
+        "steps": steps,
+        "reps": reps,
+        "images_per_s": ips,
+        "ratio_to_preset": ratio,
+        "compile_warmup_s": compile_s,
+        "fastest": max(ips, key=ips.get),
+    }

@@ -14,8 +14,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
 from ddpm_lightning.quiet import quiet_library_noise
+from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
 from ddpm_lightning.speed import auto_option
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,11 @@ def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) 
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:
-        hint = "; quote values with spaces or non-ASCII characters: 'key=value'" if not all(a.isascii() for a in args) else ""
+        hint = (
+            "; quote values with spaces or non-ASCII characters: 'key=value'"
+            if not all(a.isascii() for a in args)
+            else ""
+        )
         _fail(f"bad override: {_one_line(exc)}{hint}")
     for o in parsed:
         if o.key_or_group in groups and o.value_type is not None:
@@ -189,8 +193,11 @@ def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) 
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         if expected is None or value is None:
             continue
-        ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
-              "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[expected]
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        }[expected]
         if not ok:
             _fail(f"{key} must be {expected}, got {value!r}")
 
@@ -215,6 +222,8 @@ def check_output_dir(argv: list[str], task_name: str) -> None:
     if task_name == "train" and ckpt and not given and not multirun:  # a resume writes into its run (conf/train.yaml)
         where = resume_run_dir(ckpt[-1], where)
     check_writable(where, "output directory", f"choose a writable one with {key}=<dir> (or DDPM_ROOT=<dir>)")
+
+
 _checked: list[str] = []
 
 

@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.evaluation import SampleQuality
 from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
-from ddpm_lightning.evaluation import SampleQuality
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, describe_sampler
-from ddpm_lightning.rundir import check_writable
 from ddpm_lightning.lit.progress import SamplingBar
+from ddpm_lightning.rundir import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if quality.enabled:
         quality.prepare(device=device)  # missing weights fail here, before sampling
         start = time.perf_counter()
-        images = module.generate(quality.n, seed=quality.seed, sampler=chain, batch_size=int(cfg.batch_size),
-                                 callback=SamplingBar(f"Sampling {quality.n} images"))  # (n, 1, 28, 28)
+        images = module.generate(
+            quality.n,
+            seed=quality.seed,
+            sampler=chain,
+            batch_size=int(cfg.batch_size),
+            callback=SamplingBar(f"Sampling {quality.n} images"),
+        )  # (n, 1, 28, 28)
         generate_s = time.perf_counter() - start
         log.info("sampled %d images in %.1f s (%s)", quality.n, generate_s, sampler_info)
         results.update(quality.compute(images))

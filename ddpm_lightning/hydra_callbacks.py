@@ -18,8 +18,10 @@ def sweep_lines(sweep_dir: str | Path, task_name: str) -> str:
     d = shlex.quote(str(Path(sweep_dir).resolve()))
     lines = [f"sweep directory: {d}  (one folder per job: 0/, 1/, ...)"]
     if task_name == "train":
-        lines += [f"  report:      python -m ddpm_lightning.report {d}",
-                  f"  TensorBoard: tensorboard --logdir {d}  (the HParams tab compares the runs)"]
+        lines += [
+            f"  report:      python -m ddpm_lightning.report {d}",
+            f"  TensorBoard: tensorboard --logdir {d}  (the HParams tab compares the runs)",
+        ]
     return "\n".join(lines)
 
 

@@ -22,8 +22,12 @@ class _DropTip(logging.Filter):
 
 
 def quiet_library_noise() -> None:
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary", category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"Precision .* is not supported by the model summary", category=UserWarning
+    )
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTip) for f in logger.filters):

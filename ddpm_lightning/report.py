@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ddpm_lightning.core.errors import DDPMError
 
-
 FIGURES = {
     "loss": "fig_loss.png",
     "psnr_ssim": "fig_psnr_ssim.png",
@@ -64,7 +63,10 @@ def report(
     curves = {
         "loss": ([("train/loss", "loss"), ("val/loss", "loss")], "diffusion loss per epoch"),
         "psnr_ssim": ([("val/psnr", "PSNR (dB)"), ("val/ssim", "SSIM")], "sample quality per epoch"),
-        "fid": ([("val/fid", "FID"), ("val/kid", "KID"), ("val/fid_mnist", "FID (MNIST classifier)")], "FID / KID per epoch"),
+        "fid": (
+            [("val/fid", "FID"), ("val/kid", "KID"), ("val/fid_mnist", "FID (MNIST classifier)")],
+            "FID / KID per epoch",
+        ),
     }
     for name, (panels, title) in curves.items():
         paths[name] = out / FIGURES[name]
@@ -96,7 +98,9 @@ def report(
         lines += [f"Optuna search: best value {best.get('best_value')} with {params}.", ""]
     failed = [r for r in runs if r.status != "ok"]
     if failed:
-        lines += ["## Failed or incomplete runs", ""] + [f"- run {r.name} ({r.status}): {r.error}" for r in failed] + [""]
+        lines += (
+            ["## Failed or incomplete runs", ""] + [f"- run {r.name} ({r.status}): {r.error}" for r in failed] + [""]
+        )
     lines += ["## Figures", ""]
     for name in FIGURES:
         lines += [f"![{name}]({paths[name].name})", "", f"*{paths[name].name}*: {CAPTIONS[name]}", ""]
@@ -114,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dir", help="a multirun sweep directory, a folder of runs, or a single run directory")
     parser.add_argument("--out", default=None, help="write the report here instead of into sweep_dir")
-    parser.add_argument("--early-epoch", type=int, default=None, help="early sample grid epoch, 0-based (default: each run's first)")
-    parser.add_argument("--late-epoch", type=int, default=None, help="late sample grid epoch, 0-based (default: each run's last)")
+    parser.add_argument(
+        "--early-epoch", type=int, default=None, help="early sample grid epoch, 0-based (default: each run's first)"
+    )
+    parser.add_argument(
+        "--late-epoch", type=int, default=None, help="late sample grid epoch, 0-based (default: each run's last)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:

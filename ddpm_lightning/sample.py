@@ -23,8 +23,8 @@ from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
 from ddpm_lightning.lit.checkpoint import load_for_sampling
-from ddpm_lightning.rundir import check_writable
 from ddpm_lightning.lit.progress import SamplingBar
+from ddpm_lightning.rundir import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,13 @@ def sample(cfg: DictConfig) -> Path:
     check_writable(out, "output", "choose another with output=<file.png>")  # before sampling, not after
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
-    images = module.generate(int(cfg.n), seed=int(cfg.seed), sampler=sampler, batch_size=int(cfg.batch_size),
-                             callback=SamplingBar(f"Sampling {int(cfg.n)} images"))
+    images = module.generate(
+        int(cfg.n),
+        seed=int(cfg.seed),
+        sampler=sampler,
+        batch_size=int(cfg.batch_size),
+        callback=SamplingBar(f"Sampling {int(cfg.n)} images"),
+    )
     save_grid(images, out)
     log.info("wrote %d samples to %s", images.shape[0], out)
     if cfg.get("save_tensor"):

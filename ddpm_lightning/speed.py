@@ -32,7 +32,10 @@ def cpu_has_native_bf16() -> bool:
     import torch
 
     cpu = torch.cpu
-    return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return bool(
+        getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    )
 
 
 def auto_option(accelerator: str, option: str, num_workers: int = 0) -> Any:

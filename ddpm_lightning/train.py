@@ -7,7 +7,20 @@ TensorBoard events into its own directory under outputs/.
 
 from __future__ import annotations
 
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "logger", "callbacks", "experiment", "speed", "debug")
+GROUPS = (
+    "schedule",
+    "capacity",
+    "model",
+    "degradation",
+    "sampler",
+    "data",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "speed",
+    "debug",
+)
 if __name__ == "__main__":  # a typo in an override fails here, in about a second: before torch and Lightning load
     from ddpm_lightning.cli import check_argv
 
@@ -28,9 +41,9 @@ from ddpm_lightning.cli import FAILED_MARKER, entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, build_module, check_compatible
 from ddpm_lightning.lit.resilience import OptimizerOverrides
+from ddpm_lightning.lit.run_info import metrics_table, where_lines
 from ddpm_lightning.lit.startup import check_optimizer, check_resumable, instantiate_trainer, run_fit
 from ddpm_lightning.rundir import write_yaml_atomic
-from ddpm_lightning.lit.run_info import metrics_table, where_lines
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +88,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("network %s: %d parameters; schedule %s", cfg.model._target_, module.num_parameters(), module.schedule)
     start = time.perf_counter()
     interrupted = run_fit(trainer, module, datamodule, cfg.get("ckpt_path"), cfg.paths.output_dir)
-    Path(cfg.paths.output_dir, FAILED_MARKER).unlink(missing_ok=True)  # a failed earlier resume of this run is superseded
+    Path(cfg.paths.output_dir, FAILED_MARKER).unlink(
+        missing_ok=True
+    )  # a failed earlier resume of this run is superseded
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics["num_parameters"] = module.num_parameters()  # read by the report

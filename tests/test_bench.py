@@ -30,7 +30,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dic
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--smoke", "--device", "cpu", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "DDPM_DATA_DIR": str(DATA_DIR)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()
@@ -44,16 +48,33 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     tr = r["training"]
     assert set(tr["images_per_s"]) == {"bare", "lightning", "lightning_synthetic"}
     rows = r["sampling"]["samplers"]
-    expected = {"ancestral_20", "ddim_5", "ddim_10", "ddim_5_eta1", "ddim_5_quadratic", "ddim_5_quadratic_eta1", "dpm_solver_5",
-                "dpm_solver_10", "dpm_solver_5_ode"}
+    expected = {
+        "ancestral_20",
+        "ddim_5",
+        "ddim_10",
+        "ddim_5_eta1",
+        "ddim_5_quadratic",
+        "ddim_5_quadratic_eta1",
+        "dpm_solver_5",
+        "dpm_solver_10",
+        "dpm_solver_5_ode",
+    }
     if r["sampling"]["precision"] != "32-true":  # the preset samples in bf16: one more row shows float32
         expected.add("ddim_5_float32")
-        assert rows["ddim_5_float32"]["precision"] == "32-true" and rows["ddim_5"]["precision"] == r["sampling"]["precision"]
+        assert (
+            rows["ddim_5_float32"]["precision"] == "32-true"
+            and rows["ddim_5"]["precision"] == r["sampling"]["precision"]
+        )
     assert expected == set(rows)
     for name, row in rows.items():
         lo, hi = row.get("fid_ratio_interval_90", (1.0, 1.0))
         assert 0 < lo <= hi and (not name.startswith("ancestral") or lo == hi == 1.0), (name, lo, hi)
-    assert {(x["model"], x["capacity"]) for x in r["capacity"]["rows"]} == {("cnn", "small"), ("cnn", "large"), ("unet", "small"), ("unet", "large")}
+    assert {(x["model"], x["capacity"]) for x in r["capacity"]["rows"]} == {
+        ("cnn", "small"),
+        ("cnn", "large"),
+        ("unet", "small"),
+        ("unet", "large"),
+    }
     assert r["capacity"]["rows"][1]["flops_per_step"] > 10 * r["capacity"]["rows"][0]["flops_per_step"]  # large ≫ small
     assert "preset" in r["speed_options"]["images_per_s"] and "channels_last" in r["speed_options"]["images_per_s"]
     costs = r["evaluation"]["costs"]
@@ -64,7 +85,9 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
     bad = [k for k, v in nums.items() if not math.isfinite(v)]
     assert not bad, bad
     for key in ("training", "sampling", "evaluation", "capacity"):
-        assert all(v > 0 for k, v in _numbers(r[key]) if "images_per_s" in k or k.endswith("seconds") or "step_s" in k), key
+        assert all(
+            v > 0 for k, v in _numbers(r[key]) if "images_per_s" in k or k.endswith("seconds") or "step_s" in k
+        ), key
     assert not [k for k in skipped if k in nums]
     assert {row["steps"] for name, row in rows.items() if name.startswith(("ddim_5", "dpm_solver_5"))} == {5}
     assert len(r["targets"]) == 7 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
@@ -72,11 +95,18 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
 
 
 def test_targets_are_judged_on_the_measured_numbers() -> None:
-    r = {"meta": {"device": "cpu"},
-         "training": {"lightning_vs_bare": {"median": 0.94}, "data_vs_synthetic": {"median": 0.99}},
-         "sampling": {"samplers": {"ancestral_1000": {}, "ddim_50": {"speedup_vs_ancestral": 19.7, "fid_ratio_vs_ancestral": 1.12},
-                                   "dpm_solver_50": {"speedup_vs_ancestral": 14.0, "fid_ratio_vs_ancestral": 1.08}}},
-         "evaluation": {"costs": {"classifier_fid": {"fraction_of_epoch": 0.001}}}}
+    r = {
+        "meta": {"device": "cpu"},
+        "training": {"lightning_vs_bare": {"median": 0.94}, "data_vs_synthetic": {"median": 0.99}},
+        "sampling": {
+            "samplers": {
+                "ancestral_1000": {},
+                "ddim_50": {"speedup_vs_ancestral": 19.7, "fid_ratio_vs_ancestral": 1.12},
+                "dpm_solver_50": {"speedup_vs_ancestral": 14.0, "fid_ratio_vs_ancestral": 1.08},
+            }
+        },
+        "evaluation": {"costs": {"classifier_fid": {"fraction_of_epoch": 0.001}}},
+    }
     got = [t["result"] for t in targets(r)]
     assert got == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "PASS", "PASS"]
     assert "dpm_solver_50 classifier FID" in targets(r)[5]["target"]
@@ -107,8 +137,10 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     from ddpm_lightning.lit.checkpoint import build_module
     from ddpm_lightning.lit.data import BatchTensorDataset, EpochSeededSampler, MNISTDataModule
 
-    dms = [MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)
-           for d in (False, True)]
+    dms = [
+        MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=96, val_subset=40, download=False, on_device=d)
+        for d in (False, True)
+    ]
     for dm in dms:
         dm.setup()
     assert all(isinstance(dm.train_set, BatchTensorDataset) for dm in dms)
@@ -117,12 +149,16 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
         loaders = [dm.train_dataloader() for dm in dms]
         plain_sampler = EpochSeededSampler(plain_set, seed=0)
         plain_sampler.set_epoch(epoch)
-        loaders.append(DataLoader(plain_set, batch_size=32, sampler=plain_sampler, drop_last=True))  # item reads + stack
+        loaders.append(
+            DataLoader(plain_set, batch_size=32, sampler=plain_sampler, drop_last=True)
+        )  # item reads + stack
         for loader in loaders[:2]:
             loader.sampler.set_epoch(epoch)
         batches = list(zip(*loaders))
         assert len(batches) == 3
-        assert all(torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]) and torch.equal(b[0], c[0]) for a, b, c in batches)
+        assert all(
+            torch.equal(a[0], c[0]) and torch.equal(a[1], c[1]) and torch.equal(b[0], c[0]) for a, b, c in batches
+        )
     val = [torch.cat([b[0] for b in dm.val_dataloader()]) for dm in dms]
     assert torch.equal(val[0], val[1]) and torch.equal(val[0], dms[0].val_images) and val[1].shape == (40, 1, 28, 28)
 
@@ -135,7 +171,12 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     x, t = torch.randn(4, 1, 28, 28), torch.tensor([1, 5, 10, 20])
     assert torch.allclose(plain(x, t), fast(x, t), atol=1e-5)
     exact = _compose("train", ["speed=exact"])
-    assert exact.trainer.precision == "32-true" and not exact.module.compile and not exact.data.on_device and exact.threads is None
+    assert (
+        exact.trainer.precision == "32-true"
+        and not exact.module.compile
+        and not exact.data.on_device
+        and exact.threads is None
+    )
     assert not cfg.module.compile and not cfg.module.channels_last and cfg.threads is None
     cpu, gpu = _compose("train", ["speed=cpu"]), _compose("train", ["speed=gpu"])
     assert (cpu.trainer.accelerator, cpu.trainer.precision, cpu.data.on_device) == ("cpu", "bf16-mixed", False)

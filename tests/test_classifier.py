@@ -75,8 +75,14 @@ def test_packaged_classifier_reaches_99_percent(data_dir: Path) -> None:
 @pytest.mark.e2e
 def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "c.pt"
-    proc = run_cli("ddpm_lightning.classifier", "max_steps=2", "channels=[8,16]", "feature_dim=16", f"output={out}",
-                   f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "ddpm_lightning.classifier",
+        "max_steps=2",
+        "channels=[8,16]",
+        "feature_dim=16",
+        f"output={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: classifier test accuracy") and "< min_accuracy 0.99" in last

@@ -19,5 +19,7 @@ def test_an_experiment_wins_over_the_speed_preset(tmp_path: Path) -> None:
 
 
 def test_the_command_line_wins_over_both(tmp_path: Path) -> None:
-    cfg = _compose_with_experiment(tmp_path, "trainer:\n  precision: 16-mixed\n", "trainer.precision=32-true", "speed=exact")
+    cfg = _compose_with_experiment(
+        tmp_path, "trainer:\n  precision: 16-mixed\n", "trainer.precision=32-true", "speed=exact"
+    )
     assert cfg.trainer.precision == "32-true"

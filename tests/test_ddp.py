@@ -39,9 +39,21 @@ def _final_metrics(log: Path) -> dict[str, float]:
 def run_ddp(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """``python -m ddpm_lightning.train`` in a session of its own: a hang (one rank waiting forever in a
     collective) fails the test after ``timeout`` s, and kills rank 1 too (Lightning starts it as a child)."""
-    env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "DDPM_CACHE_DIR": str(cwd / "cache"), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lightning.train", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    env = {
+        **os.environ,
+        "DDPM_DATA_DIR": str(DATA_DIR),
+        "DDPM_CACHE_DIR": str(cwd / "cache"),
+        "PYTHONWARNINGS": "ignore",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddpm_lightning.train", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -54,8 +66,13 @@ def run_ddp(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProces
 GEN = "callbacks.generative_metrics"
 CALLBACKS = {
     "default": [f"{GEN}.n=7"],  # 7 over 2 ranks: blocks of 4 and 3
-    "metrics": ["callbacks=metrics", f"{GEN}.n=8", f"{GEN}.inception_dims=64", f"{GEN}.kid_subsets=5",
-                f"{GEN}.kid_subset_size=4"],
+    "metrics": [
+        "callbacks=metrics",
+        f"{GEN}.n=8",
+        f"{GEN}.inception_dims=64",
+        f"{GEN}.kid_subsets=5",
+        f"{GEN}.kid_subset_size=4",
+    ],
     "ema": ["callbacks=ema", f"{GEN}.n=8"],
 }
 
@@ -69,8 +86,17 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
 
     # The default run dir (outputs/train/runs/<date>/<time with µs>) is resolved once, by rank 0: rank 1
     # gets it as hydra.run.dir, else it would make a directory of its own.
-    proc = run_ddp("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TINY, *CALLBACKS[callbacks],
-                   f"{GEN}.psnr_references=8", "callbacks.denoising_metrics.n=8", cwd=tmp_path, timeout=420)
+    proc = run_ddp(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *TINY,
+        *CALLBACKS[callbacks],
+        f"{GEN}.psnr_references=8",
+        "callbacks.denoising_metrics.n=8",
+        cwd=tmp_path,
+        timeout=420,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
@@ -86,7 +112,10 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
     # the split: each rank samples its block with its own seed (metrics, then the grid of 4)
     assert f"rank 0 of 2 samples {(n + 1) // 2} of {n} images, seed 1234" in log0
     assert f"rank 1 of 2 samples {n // 2} of {n} images, seed 1235" in log1
-    assert "rank 0 of 2 samples 2 of 4 images, seed 1234" in log0 and "rank 1 of 2 samples 2 of 4 images, seed 1235" in log1
+    assert (
+        "rank 0 of 2 samples 2 of 4 images, seed 1234" in log0
+        and "rank 1 of 2 samples 2 of 4 images, seed 1235" in log1
+    )
     # every rank ends with the same values: the epoch means and every metric of the final table
     full = OmegaConf.to_container(OmegaConf.load(run / "metrics.yaml"))  # rank 0's values, all of them
     expected = {"val/psnr", "val/ssim", "val/fid_mnist", "val/denoise_psnr_t1", "val/denoise_ssim_t9"}  # T = 10
@@ -110,9 +139,9 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
 
 
 def _compare_with_one_process(run: Path, logged: dict[str, float], n: int, callbacks: str) -> None:
+    from ddpm_lightning.evaluation import SampleQuality
     from ddpm_lightning.lit.callbacks import share
     from ddpm_lightning.lit.checkpoint import load_module
-    from ddpm_lightning.evaluation import SampleQuality
 
     module, cfg = load_module(run / "checkpoints" / "last.ckpt")  # the weights of the last validation
     blocks = [share(n, 1234, r, 2) for r in range(2)]
@@ -186,9 +215,14 @@ def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
         assert half[key] != pytest.approx(single[key], rel=1e-3), f"{key}: the halves alone give the same value"
 
 
-@pytest.mark.parametrize(("strategy", "mode", "refused"), [
-    ("ddp", "MULTIRUN", True), ("ddp_spawn", "MULTIRUN", False), ("ddp", "RUN", False),
-])
+@pytest.mark.parametrize(
+    ("strategy", "mode", "refused"),
+    [
+        ("ddp", "MULTIRUN", True),
+        ("ddp_spawn", "MULTIRUN", False),
+        ("ddp", "RUN", False),
+    ],
+)
 def test_ddp_in_a_multirun_is_refused_with_one_line(strategy: str, mode: str, refused: bool) -> None:
     """Lightning's ``ddp`` re-runs the command for rank 1: inside a multirun, the whole sweep (observed:
     jobs run twice, stray rank processes). train.py refuses it there and names what works."""

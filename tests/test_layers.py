@@ -20,8 +20,18 @@ import pytest
 from tests.helpers.run import REPO
 
 PACKAGE = "ddpm_lightning"
-ENTRY_POINTS = ("train", "sample", "evaluate", "classifier", "report",  # the Hydra entry points
-                "cli", "speed", "rundir", "quiet", "hydra_callbacks")  # and what only they use
+ENTRY_POINTS = (
+    "train",
+    "sample",
+    "evaluate",
+    "classifier",
+    "report",  # the Hydra entry points
+    "cli",
+    "speed",
+    "rundir",
+    "quiet",
+    "hydra_callbacks",
+)  # and what only they use
 FRAMEWORKS = {"lightning", "pytorch_lightning", "lightning_fabric", "hydra", "omegaconf"}
 
 # Known crossings (file, module and its submodules), each to be deleted by the change that removes it; a stale entry
@@ -97,21 +107,25 @@ def violations(root: Path) -> set[tuple[str, str]]:
 def test_imports_point_down_only() -> None:
     crossing = sorted(edge for edge in violations(REPO) if not allowed(edge))
     assert not crossing, "imports that cross a layer (README 'Architecture'):\n" + "\n".join(
-        f"  {file}: {module}" for file, module in crossing)
+        f"  {file}: {module}" for file, module in crossing
+    )
     stale = {edge for edge in ALLOWED if edge[1] not in set(imports(REPO / edge[0], REPO))}
     assert not stale, f"allowed crossings that no longer exist, delete them from ALLOWED: {sorted(stale)}"
 
 
-@pytest.mark.parametrize(("file", "body", "edge"), [
-    ("ddpm_lightning/core/x.py", "def f():\n    import lightning.pytorch as pl\n", "lightning.pytorch"),
-    ("ddpm_lightning/core/x.py", "from ..lit import module\n", "ddpm_lightning.lit"),
-    ("ddpm_lightning/core/sub/x.py", "from ...train import main\n", "ddpm_lightning.train"),
-    ("ddpm_lightning/lit/x.py", "def f():\n    from hydra.utils import instantiate\n", "hydra.utils"),
-    ("ddpm_lightning/lit/x.py", "from ddpm_lightning import rundir\n", "ddpm_lightning.rundir"),
-    ("ddpm_lightning/evaluation/x.py", "import lightning\n", "lightning"),
-    ("ddpm_lightning/report.py", "from benchmarks.common import x\n", "benchmarks.common"),
-    ("tests/lit/test_x.py", "from tests.test_report import TINY\n", "tests.test_report"),
-])
+@pytest.mark.parametrize(
+    ("file", "body", "edge"),
+    [
+        ("ddpm_lightning/core/x.py", "def f():\n    import lightning.pytorch as pl\n", "lightning.pytorch"),
+        ("ddpm_lightning/core/x.py", "from ..lit import module\n", "ddpm_lightning.lit"),
+        ("ddpm_lightning/core/sub/x.py", "from ...train import main\n", "ddpm_lightning.train"),
+        ("ddpm_lightning/lit/x.py", "def f():\n    from hydra.utils import instantiate\n", "hydra.utils"),
+        ("ddpm_lightning/lit/x.py", "from ddpm_lightning import rundir\n", "ddpm_lightning.rundir"),
+        ("ddpm_lightning/evaluation/x.py", "import lightning\n", "lightning"),
+        ("ddpm_lightning/report.py", "from benchmarks.common import x\n", "benchmarks.common"),
+        ("tests/lit/test_x.py", "from tests.test_report import TINY\n", "tests.test_report"),
+    ],
+)
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path, file: str, body: str, edge: str) -> None:
     path = tmp_path / file
     path.parent.mkdir(parents=True)

@@ -40,7 +40,11 @@ def test_make_tensorboard_binds_to_loopback(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", f"TB_PORT={port}", "tensorboard"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -54,8 +58,13 @@ def test_make_tensorboard_binds_to_loopback(tmp_path: Path) -> None:
 
 
 def test_make_tensorboard_host_is_the_users_choice() -> None:
-    out = subprocess.run(["make", "-n", "-o", f"{VENV}/.installed", "TB_HOST=0.0.0.0", "tensorboard"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["make", "-n", "-o", f"{VENV}/.installed", "TB_HOST=0.0.0.0", "tensorboard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--host 0.0.0.0" in out
 
 
@@ -67,7 +76,15 @@ def test_make_test_gpu_skips_cleanly_without_cuda() -> None:
     if torch.cuda.is_available():
         return  # on a GPU machine the tier runs for real (make test-gpu)
     env = {k: v for k, v in os.environ.items() if k != "DDPM_TEST_DEVICE"}
-    proc = subprocess.run(["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu", "ARGS=-rs"], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu", "ARGS=-rs"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" not in proc.stdout and " skipped" in proc.stdout and "no CUDA device" in proc.stdout, proc.stdout[-2000:]
+    assert " passed" not in proc.stdout and " skipped" in proc.stdout and "no CUDA device" in proc.stdout, proc.stdout[
+        -2000:
+    ]

@@ -45,7 +45,7 @@ def test_study_experiments(experiment: str) -> None:
 def test_study_sweep_runs_each_study_experiment_once() -> None:
     cfg = compose_train("experiment=study")
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    (key, values), = cfg.hydra.sweeper.params.items()
+    ((key, values),) = cfg.hydra.sweeper.params.items()
     assert key == "+experiment@_global_" and sorted(values.split(",")) == sorted(STUDY)
     # what each job composes: the sweep file plus one study experiment on top
     job = compose_train("experiment=study", "+experiment@_global_=study_large")
@@ -68,8 +68,12 @@ def test_launchers_compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     (fake_bin / "srun").chmod(stat.S_IRWXU)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
     cfg = compose_train(
-        "hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-        "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra/launcher=slurm",
+        "trainer=ddp",
+        "trainer.devices=4",
+        "trainer.num_nodes=2",
+        "hydra.launcher.partition=gpu",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert params.pop("_target_").endswith("SlurmLauncher")  # type: ignore[union-attr]
@@ -98,8 +102,14 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     runs (checkpoint, metrics), Hydra exits non-zero at the end, the report marks the first failed."""
     sweep = tmp_path / "sweep"
     proc = run_module(
-        "ddpm_lightning.train", "-m", "schedule.beta_end=2.0,0.02", *TINY,
-        "trainer.max_epochs=1", *only_core_callbacks(), f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "ddpm_lightning.train",
+        "-m",
+        "schedule.beta_end=2.0,0.02",
+        *TINY,
+        "trainer.max_epochs=1",
+        *only_core_callbacks(),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert proc.returncode != 0
     assert "schedule.beta_end must lie in (0, 1), got 2.0" in (sweep / "0" / "FAILED").read_text()
@@ -120,8 +130,15 @@ def test_optuna_search_two_trials(tmp_path: Path) -> None:
     """The search's best value is the smallest final val/loss among its trials."""
     sweep = tmp_path / "search"
     proc = run_module(
-        "ddpm_lightning.train", "hparams_search=optuna", "optimized_metric=val/loss", "hydra.sweeper.n_trials=2",
-        *TINY, "trainer.max_epochs=1", *only_core_callbacks(), f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "ddpm_lightning.train",
+        "hparams_search=optuna",
+        "optimized_metric=val/loss",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "trainer.max_epochs=1",
+        *only_core_callbacks(),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = OmegaConf.load(sweep / "optimization_results.yaml")

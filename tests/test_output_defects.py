@@ -23,15 +23,23 @@ def _one_error(proc) -> str:  # type: ignore[no-untyped-def]
     return errors[0]
 
 
-@pytest.mark.parametrize("override, needle", [("trainer.max_epochs=-2", "`max_epochs` must be a non-negative integer or -1"),
-                                              ("optimizer.lr=-1", "optimizer.lr=-1")])
-def test_bad_trainer_or_optimizer_value_is_one_line_and_leaves_no_run_folder(tmp_path: Path, data_dir: Path, override: str,
-                                                                             needle: str) -> None:
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("trainer.max_epochs=-2", "`max_epochs` must be a non-negative integer or -1"),
+        ("optimizer.lr=-1", "optimizer.lr=-1"),
+    ],
+)
+def test_bad_trainer_or_optimizer_value_is_one_line_and_leaves_no_run_folder(
+    tmp_path: Path, data_dir: Path, override: str, needle: str
+) -> None:
     proc = run_cli("ddpm_lightning.train", *TINY, override, env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
     assert needle in _one_error(proc)  # old code: five Hydra lines / a traceback, status 1
     # 17.12: a single run that failed at start-up removes the folder Hydra named for it
     runs = tmp_path / "outputs" / "train" / "runs"
-    assert not (list(runs.iterdir()) if runs.is_dir() else []), list(runs.rglob("*"))  # old code: <date>/<time>/ with FAILED
+    assert not (list(runs.iterdir()) if runs.is_dir() else []), list(
+        runs.rglob("*")
+    )  # old code: <date>/<time>/ with FAILED
 
 
 def test_unwritable_outputs_fail_in_one_line_before_the_work(tmp_path: Path, trained_run: Path) -> None:
@@ -40,13 +48,29 @@ def test_unwritable_outputs_fail_in_one_line_before_the_work(tmp_path: Path, tra
     ckpt = f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}"
     proc = run_cli("ddpm_lightning.train", *TINY, f"hydra.run.dir={blocker / 'run'}")
     assert "output directory" in _one_error(proc) and "hydra.run.dir" in proc.stderr
-    proc = run_cli("ddpm_lightning.sample", ckpt, "n=4", f"output={blocker / 's.png'}", f"hydra.run.dir={tmp_path / 's'}")
+    proc = run_cli(
+        "ddpm_lightning.sample", ckpt, "n=4", f"output={blocker / 's.png'}", f"hydra.run.dir={tmp_path / 's'}"
+    )
     assert "not writable" in _one_error(proc)
-    proc = run_cli("ddpm_lightning.evaluate", ckpt, "n=8", "metrics.fid=false", "metrics.kid=false",
-                   f"output={blocker / 'm.json'}", f"hydra.run.dir={tmp_path / 'e'}")
+    proc = run_cli(
+        "ddpm_lightning.evaluate",
+        ckpt,
+        "n=8",
+        "metrics.fid=false",
+        "metrics.kid=false",
+        f"output={blocker / 'm.json'}",
+        f"hydra.run.dir={tmp_path / 'e'}",
+    )
     assert "not writable" in _one_error(proc) and "sampled" not in proc.stdout + proc.stderr  # before sampling
-    proc = run_cli("ddpm_lightning.evaluate", ckpt, "n=8", "metrics.fid=false", "metrics.kid=false",
-                   f"metrics.cache_dir={blocker / 'cache'}", f"hydra.run.dir={tmp_path / 'c'}")
+    proc = run_cli(
+        "ddpm_lightning.evaluate",
+        ckpt,
+        "n=8",
+        "metrics.fid=false",
+        "metrics.kid=false",
+        f"metrics.cache_dir={blocker / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'c'}",
+    )
     assert "feature cache directory" in _one_error(proc) and "sampled" not in proc.stdout + proc.stderr
 
 
@@ -67,16 +91,28 @@ def test_checkpoint_path_mistakes_are_named(tmp_path: Path, trained_run: Path) -
     assert "is not a PyTorch checkpoint" in _one_error(proc)  # old code: '...: 101'
     proc = run_cli("ddpm_lightning.sample", f"ckpt_path={trained_run}", f"hydra.run.dir={tmp_path / 's2'}")
     assert "is a directory" in _one_error(proc) and "checkpoints/last.ckpt" in proc.stderr  # old code: "not found"
-    proc = run_cli("ddpm_lightning.sample", f"ckpt_path={tmp_path / 'données' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 's3'}")
+    proc = run_cli(
+        "ddpm_lightning.sample", f"ckpt_path={tmp_path / 'données' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 's3'}"
+    )
     assert "quote" in _one_error(proc)  # old code: the lexer's error alone
 
 
 def test_a_non_finite_update_is_never_checkpointed(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "~trainer.limit_train_batches"]
-    proc = run_cli("ddpm_lightning.train", *args, "callbacks.step_checkpoint.every_n_train_steps=2",
-                   "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt", "+callbacks.poison.step=2", f"hydra.run.dir={run}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        "callbacks.step_checkpoint.every_n_train_steps=2",
+        "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt",
+        "+callbacks.poison.step=2",
+        f"hydra.run.dir={run}",
+    )
     assert "non-finite weights at global step 2" in _one_error(proc)
     for ckpt in (run / "checkpoints").glob("*.ckpt"):  # old code: last.ckpt of step 2, all NaN
-        assert all(v.isfinite().all() for v in read_checkpoint(ckpt)["state_dict"].values() if v.is_floating_point()), ckpt
-    assert yaml.safe_load((run / "FAILED").read_text()).startswith("non-finite weights")  # a folder the user named: kept, marked
+        assert all(v.isfinite().all() for v in read_checkpoint(ckpt)["state_dict"].values() if v.is_floating_point()), (
+            ckpt
+        )
+    assert yaml.safe_load((run / "FAILED").read_text()).startswith(
+        "non-finite weights"
+    )  # a folder the user named: kept, marked

@@ -38,8 +38,15 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     out = tmp / "sweep"
     proc = run_module(
-        "ddpm_lightning.train", "-m", "hydra/launcher=parallel", "schedule=linear,geometric", "optimizer.lr=1e-3,2e-4", *TINY,
-        *only_core_callbacks(), f"hydra.sweep.dir={out}", cwd=tmp,
+        "ddpm_lightning.train",
+        "-m",
+        "hydra/launcher=parallel",
+        "schedule=linear,geometric",
+        "optimizer.lr=1e-3,2e-4",
+        *TINY,
+        *only_core_callbacks(),
+        f"hydra.sweep.dir={out}",
+        cwd=tmp,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -76,8 +83,12 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     assert "Across seeds" not in markdown  # no two runs differ only in seed
     assert "`val/fid` was not logged by any run" in markdown  # said in the notes, and no empty panels:
     assert mpimg.imread(sweep / "fig_fid.png").shape[1] < mpimg.imread(sweep / "fig_loss.png").shape[1]  # 1 vs 2 panels
-    proc = run_module("ddpm_lightning.report", str(sweep), "--early-epoch", "6", "--out", str(sweep.parent / "e6"), cwd=sweep.parent)
-    assert "run 0: early epoch 6 not available, showing epoch 1" in (sweep.parent / "e6" / "report.md").read_text()  # said
+    proc = run_module(
+        "ddpm_lightning.report", str(sweep), "--early-epoch", "6", "--out", str(sweep.parent / "e6"), cwd=sweep.parent
+    )
+    assert (
+        "run 0: early epoch 6 not available, showing epoch 1" in (sweep.parent / "e6" / "report.md").read_text()
+    )  # said
     for name in FIGURES.values():
         assert f"({name})" in markdown
         assert_png(sweep / name)
@@ -123,8 +134,12 @@ def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) ->
     shutil.copytree(sweep / "0", root / "0")
     shutil.copytree(sweep / "1", root / "1")
     logged = {
-        "val/psnr": [9.5, 11.25], "val/ssim": [0.125, 0.375], "val/fid": [250.0, 120.5],
-        "val/kid": [0.25, 0.0625], "val/fid_mnist": [80.0, 40.25], "val/kid_std": [0.01, 0.02],
+        "val/psnr": [9.5, 11.25],
+        "val/ssim": [0.125, 0.375],
+        "val/fid": [250.0, 120.5],
+        "val/kid": [0.25, 0.0625],
+        "val/fid_mnist": [80.0, 40.25],
+        "val/kid_std": [0.01, 0.02],
     }
     _events(root / "0" / "tensorboard", logged)
     final = OmegaConf.to_container(OmegaConf.load(root / "0" / "metrics.yaml"))
@@ -181,11 +196,24 @@ def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
         pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
     out = tmp_path / "study"
     tiny = [o for o in TINY if not o.startswith("capacity")] + [
-        "callbacks.generative_metrics.fid=false", "callbacks.generative_metrics.kid=false", "callbacks.generative_metrics.n=8",
-        "callbacks.generative_metrics.psnr_references=8", "callbacks.denoising_metrics=null", f"paths.cache_dir={tmp_path / 'cache'}",
+        "callbacks.generative_metrics.fid=false",
+        "callbacks.generative_metrics.kid=false",
+        "callbacks.generative_metrics.n=8",
+        "callbacks.generative_metrics.psnr_references=8",
+        "callbacks.denoising_metrics=null",
+        f"paths.cache_dir={tmp_path / 'cache'}",
     ]
-    proc = run_module("ddpm_lightning.train", "experiment=study_seeds", "+experiment@_global_=study_linear,study_des", "seed=0,1",
-                      "hydra/launcher=parallel", *tiny, f"hydra.sweep.dir={out}", cwd=tmp_path, timeout=600)
+    proc = run_module(
+        "ddpm_lightning.train",
+        "experiment=study_seeds",
+        "+experiment@_global_=study_linear,study_des",
+        "seed=0,1",
+        "hydra/launcher=parallel",
+        *tiny,
+        f"hydra.sweep.dir={out}",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     paths = report(out)
     seeds = pd.read_csv(paths["seeds_csv"])

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subproc
 
 def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
     """Every file with its size and mtime, every folder (a folder's mtime changes when a file is added and removed)."""
-    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None for p in run_dir.rglob("*")}
+    return {
+        str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+        for p in run_dir.rglob("*")
+    }
 
 
 def _copy(trained_run: Path, tmp_path: Path) -> Path:
@@ -30,21 +33,40 @@ def _copy(trained_run: Path, tmp_path: Path) -> Path:
 def test_resuming_a_finished_run_is_refused_and_keeps_its_metrics(tmp_path: Path, trained_run: Path) -> None:
     run = _copy(trained_run, tmp_path)
     before = _snapshot(run)
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-                   env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-2000:]  # old code: 0, metrics.yaml replaced by {num_parameters, train_time_s}
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "trainer.max_epochs=2",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        env={"DDPM_ROOT": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr[
+        -2000:
+    ]  # old code: 0, metrics.yaml replaced by {num_parameters, train_time_s}
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "nothing left to train" in errors[0] and "trainer.max_epochs > 2" in errors[0]
     assert _snapshot(run) == before  # metrics.yaml, TensorBoard events: untouched
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("bad", [("optimizer.lr=-1",), ("callbacks=metrics", "callbacks.generative_metrics.n=8")], ids=["lr", "fid-weights"])
-def test_a_resume_that_fails_at_start_up_writes_nothing_into_the_run(tmp_path: Path, trained_run: Path, bad: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "bad", [("optimizer.lr=-1",), ("callbacks=metrics", "callbacks.generative_metrics.n=8")], ids=["lr", "fid-weights"]
+)
+def test_a_resume_that_fails_at_start_up_writes_nothing_into_the_run(
+    tmp_path: Path, trained_run: Path, bad: tuple[str, ...]
+) -> None:
     run = _copy(trained_run, tmp_path)
     before = _snapshot(run)
-    proc = run_cli("ddpm_lightning.train", *TINY, *bad, "trainer.max_epochs=3", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-                   env={"DDPM_ROOT": str(tmp_path), "DDPM_FID_WEIGHTS": str(tmp_path / "missing.pth")}, cwd=tmp_path)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        *bad,
+        "trainer.max_epochs=3",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        env={"DDPM_ROOT": str(tmp_path), "DDPM_FID_WEIGHTS": str(tmp_path / "missing.pth")},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]  # lr: old code printed a traceback, status 1
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -52,12 +74,21 @@ def test_a_resume_that_fails_at_start_up_writes_nothing_into_the_run(tmp_path: P
     assert not (tmp_path / "outputs").exists()
 
 
-def test_resume_applies_the_new_lr_leaves_no_stub_folder_and_cleans_stale_temporary_files(tmp_path: Path, trained_run: Path) -> None:
+def test_resume_applies_the_new_lr_leaves_no_stub_folder_and_cleans_stale_temporary_files(
+    tmp_path: Path, trained_run: Path
+) -> None:
     run = _copy(trained_run, tmp_path)
     stale = run / "checkpoints" / ".last.ckpt.tmp-999999999"  # left by a SIGKILL during a save (no such pid)
     stale.write_bytes(b"partial")
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", "optimizer.lr=1e-4",
-                   f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "trainer.max_epochs=3",
+        "optimizer.lr=1e-4",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        env={"DDPM_ROOT": str(tmp_path)},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 6
@@ -81,43 +112,85 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batches(tmp_path: Path, data_dir: Path) -> None:
+def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batches(
+    tmp_path: Path, data_dir: Path
+) -> None:
     """8 batches of 64 per epoch; killed after step 4, the step checkpoint of step 3 (192 samples) is left."""
-    args = [*UNBOUNDED, "data.train_subset=512", "trainer.max_epochs=1", "callbacks.step_checkpoint.every_n_train_steps=3"]
+    args = [
+        *UNBOUNDED,
+        "data.train_subset=512",
+        "trainer.max_epochs=1",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+    ]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
-    record = ["+callbacks.record._target_=tests.helpers.callbacks.RecordBatches", f"+callbacks.record.path={tmp_path / 'cut.txt'}"]
-    proc = run_cli("ddpm_lightning.train", *args, *record, "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
-                   "+callbacks.kill.step=4", f"hydra.run.dir={cut}")
+    record = [
+        "+callbacks.record._target_=tests.helpers.callbacks.RecordBatches",
+        f"+callbacks.record.path={tmp_path / 'cut.txt'}",
+    ]
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        *record,
+        "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
+        "+callbacks.kill.step=4",
+        f"hydra.run.dir={cut}",
+    )
     assert proc.returncode != 0 and read_checkpoint(cut / "checkpoints" / "last.ckpt")["global_step"] == 3
     other = tmp_path / "other"
     shutil.copytree(cut, other)
 
     # 15.3: the resumed epoch's mean covers all its batches, as in the straight run (old code: only the last 5)
-    proc = run_cli("ddpm_lightning.train", *args, f"ckpt_path={cut / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'r1'}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        f"ckpt_path={cut / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'r1'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _loss_epoch(cut) == pytest.approx(_loss_epoch(straight), rel=1e-5)
 
     # 15.10: another batch size on resume trains exactly the 320 samples the epoch had not seen
-    record = ["+callbacks.record._target_=tests.helpers.callbacks.RecordBatches", f"+callbacks.record.path={tmp_path / 'resumed.txt'}"]
-    proc = run_cli("ddpm_lightning.train", *args, *record, "data.batch_size=32", f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={tmp_path / 'r2'}")
+    record = [
+        "+callbacks.record._target_=tests.helpers.callbacks.RecordBatches",
+        f"+callbacks.record.path={tmp_path / 'resumed.txt'}",
+    ]
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        *record,
+        "data.batch_size=32",
+        f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'r2'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     before, after = _lines(tmp_path / "cut.txt")[:192], _lines(tmp_path / "resumed.txt")
     assert len(after) == 320 and not set(before) & set(after)  # old code: 416 samples, 96 of them trained twice
     assert len(set(before) | set(after)) == 512
 
 
-def test_a_resume_that_fails_after_training_started_marks_the_run_until_a_good_resume(tmp_path: Path, trained_run: Path) -> None:
+def test_a_resume_that_fails_after_training_started_marks_the_run_until_a_good_resume(
+    tmp_path: Path, trained_run: Path
+) -> None:
     """17.12: the failure is shown where the report looks (the run), and the resume's log is kept."""
     run = _copy(trained_run, tmp_path)
     ckpt = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt",
-                   "+callbacks.poison.step=5", env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "trainer.max_epochs=3",
+        ckpt,
+        "+callbacks.poison._target_=tests.helpers.callbacks.PoisonAt",
+        "+callbacks.poison.step=5",
+        env={"DDPM_ROOT": str(tmp_path)},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "non-finite training loss" in proc.stderr, proc.stderr[-2000:]
     assert "non-finite" in (run / "FAILED").read_text()
     (resume,) = (run / "resumes").iterdir()
     assert (resume / "train.log").is_file() and (resume / "FAILED").is_file()
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path)
+    proc = run_cli(
+        "ddpm_lightning.train", *TINY, "trainer.max_epochs=3", ckpt, env={"DDPM_ROOT": str(tmp_path)}, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (run / "FAILED").exists() and (run / "metrics.yaml").is_file()

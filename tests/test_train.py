@@ -32,8 +32,16 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
     assert ckpt["epoch"] == 1 and ckpt["ddpm_config"]["schedule"]["T"] == 20
 
     out = tmp_path / "grid.png"
-    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=9", f"output={out}", "save_tensor=true",
-                f"hydra.run.dir={tmp_path / 'sample'}"))
+    _ok(
+        run_cli(
+            "ddpm_lightning.sample",
+            f"ckpt_path={last}",
+            "n=9",
+            f"output={out}",
+            "save_tensor=true",
+            f"hydra.run.dir={tmp_path / 'sample'}",
+        )
+    )
     with Image.open(out) as im:
         assert im.size == (3 * 30 + 2, 3 * 30 + 2)  # 3×3 grid of 28-px images with 2-px padding
     images = torch.load(out.with_suffix(".pt"), weights_only=True)
@@ -41,14 +49,40 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
 
     # the same seed gives the same samples; DDIM through the CLI is different but valid
     out2 = tmp_path / "grid2.pt"
-    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=9", f"output={out2.with_suffix('.png')}",
-                "save_tensor=true", f"hydra.run.dir={tmp_path / 'sample2'}"))
+    _ok(
+        run_cli(
+            "ddpm_lightning.sample",
+            f"ckpt_path={last}",
+            "n=9",
+            f"output={out2.with_suffix('.png')}",
+            "save_tensor=true",
+            f"hydra.run.dir={tmp_path / 'sample2'}",
+        )
+    )
     assert torch.equal(images, torch.load(out2, weights_only=True))
-    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "sampler=ddim", "sampler.num_steps=5",
-                f"hydra.run.dir={tmp_path / 'sample3'}"))
+    _ok(
+        run_cli(
+            "ddpm_lightning.sample",
+            f"ckpt_path={last}",
+            "n=4",
+            "sampler=ddim",
+            "sampler.num_steps=5",
+            f"hydra.run.dir={tmp_path / 'sample3'}",
+        )
+    )
     assert (tmp_path / "sample3" / "samples.png").is_file()
-    _ok(run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "sampler=dpm_solver", "sampler.num_steps=5",
-                f"output={tmp_path / 'dpm.png'}", "save_tensor=true", f"hydra.run.dir={tmp_path / 'sample4'}"))
+    _ok(
+        run_cli(
+            "ddpm_lightning.sample",
+            f"ckpt_path={last}",
+            "n=4",
+            "sampler=dpm_solver",
+            "sampler.num_steps=5",
+            f"output={tmp_path / 'dpm.png'}",
+            "save_tensor=true",
+            f"hydra.run.dir={tmp_path / 'sample4'}",
+        )
+    )
     dpm = torch.load(tmp_path / "dpm.pt", weights_only=True)
     assert dpm.shape == (4, 1, 28, 28) and torch.isfinite(dpm).all() and dpm.std() > 0.05
 
@@ -106,7 +140,9 @@ def test_bad_value_through_the_entry_point(tmp_path: Path, override: str) -> Non
 
 @pytest.mark.e2e
 def test_missing_mnist_without_network(tmp_path: Path) -> None:
-    proc = run_cli("ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert proc.returncode == 2
     assert "error: MNIST not found in" in proc.stderr and "set DDPM_DATA_DIR" in proc.stderr
     with pytest.raises(DDPMError, match="MNIST files missing in"):
@@ -117,12 +153,19 @@ def test_missing_mnist_without_network(tmp_path: Path) -> None:
 def test_unreadable_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Present but unreadable: named as such (not as missing, and no download attempt)."""
     raw = tmp_path / "data" / "MNIST" / "raw"
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).mkdir(parents=True)  # a folder where the file should be
     proc = run_cli("ddpm_lightning.train", *TINY, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert errors == [f"error: cannot read MNIST file {raw / 'train-images-idx3-ubyte'}: Is a directory"], proc.stderr[-2000:]
+    assert errors == [f"error: cannot read MNIST file {raw / 'train-images-idx3-ubyte'}: Is a directory"], proc.stderr[
+        -2000:
+    ]
 
     def denied(self: Path) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))

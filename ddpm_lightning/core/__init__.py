@@ -7,7 +7,9 @@ from ddpm_lightning.core.errors import DDPMError
 __all__ = ["DDPMError", "NoiseSchedule"]
 
 
-def __getattr__(name: str) -> Any:  # NoiseSchedule on first use: importing DDPMError must not import torch (CLI start-up)
+def __getattr__(
+    name: str,
+) -> Any:  # NoiseSchedule on first use: importing DDPMError must not import torch (CLI start-up)
     if name == "NoiseSchedule":
         from ddpm_lightning.core.schedules import NoiseSchedule
 

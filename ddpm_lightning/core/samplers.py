@@ -65,7 +65,9 @@ def spaced_timesteps(schedule: NoiseSchedule, k: int, spacing: str = "linear") -
 NOISE_CHUNK_ELEMENTS = 2**24  # noise drawn ahead at most: 64 MiB of float32 (42 steps at batch 500 of 28×28)
 
 
-def noise_chunk(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, remaining: int) -> list[Tensor]:
+def noise_chunk(
+    shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor, remaining: int
+) -> list[Tensor]:
     """The noise of the next steps, each ``shape``, in one draw from ``generator`` (on its own device, the
     CPU for ``generate``) and one copy to ``like``'s device, instead of one host→device copy per step.
     On the CPU the values equal one draw per step whenever prod(shape) is a multiple of 16 (torch fills

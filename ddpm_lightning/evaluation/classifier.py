@@ -129,7 +129,9 @@ def load_classifier(path: str | os.PathLike) -> tuple[MNISTClassifier, dict[str,
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as e:
-        raise DDPMError(f"classifier weights {path} do not match its arch {blob['arch']}: {str(e).splitlines()[0]}") from None
+        raise DDPMError(
+            f"classifier weights {path} do not match its arch {blob['arch']}: {str(e).splitlines()[0]}"
+        ) from None
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     meta["path"] = str(path)
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()

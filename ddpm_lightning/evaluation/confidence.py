@@ -75,5 +75,7 @@ def bootstrap_fid(
         fid.reset()  # keeps the real statistics
         fid.update(fake[idx], real=False)
         values.append(float(fid.compute()))
-    q = torch.tensor(values, dtype=torch.float64).quantile(torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    q = torch.tensor(values, dtype=torch.float64).quantile(
+        torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    )
     return float(q[0]), float(q[1])

@@ -40,7 +40,9 @@ def read_idx(path: Path, kind: str) -> Tensor:
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(torch.tensor(dims, device="cpu").prod())
     if len(data) != expected:
-        raise DDPMError(f"MNIST file {path} has {len(data)} bytes, its header {dims} says {expected}: truncated or corrupt")
+        raise DDPMError(
+            f"MNIST file {path} has {len(data)} bytes, its header {dims} says {expected}: truncated or corrupt"
+        )
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)
 
 

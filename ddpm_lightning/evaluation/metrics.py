@@ -205,8 +205,10 @@ def cached_features(extractor: FeatureExtractor, images: Tensor, cache_dir: str 
         if not os.access(path.parent, os.W_OK | os.X_OK):
             raise PermissionError(13, "read-only")
     except OSError as e:
-        raise DDPMError(f"feature cache directory {path.parent} is not writable ({e.strerror or e}); "
-                        "set DDPM_CACHE_DIR (or paths.cache_dir) to a writable folder") from None
+        raise DDPMError(
+            f"feature cache directory {path.parent} is not writable ({e.strerror or e}); "
+            "set DDPM_CACHE_DIR (or paths.cache_dir) to a writable folder"
+        ) from None
     log.info("real features: extracting %d %s images with %s -> %s", n, split, extractor.name, path)
     feats = extractor(images)  # (N, d)
     with atomic_open(path) as f:
@@ -259,7 +261,9 @@ def psnr_ssim_against(generated: Tensor, references: Tensor, chunk: int = 20) ->
         # SSIM: the R pairs of one generated image as R channels of one image. SSIM's mean over
         # channels and pixels equals the mean over pairs (same pixel count each) and the per-channel
         # Gaussian filter runs ~2.5x faster on CPU than R single-channel images.
-        ssim.update(preds.view(part.shape[0], r.shape[0], *r.shape[2:]), target.view(part.shape[0], r.shape[0], *r.shape[2:]))
+        ssim.update(
+            preds.view(part.shape[0], r.shape[0], *r.shape[2:]), target.view(part.shape[0], r.shape[0], *r.shape[2:])
+        )
     return float(psnr.compute()), float(ssim.compute())
 
 

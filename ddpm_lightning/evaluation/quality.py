@@ -82,7 +82,9 @@ class SampleQuality:
         if split not in ("train", "test"):
             raise DDPMError(f"{config_key}.split must be 'train' or 'test', got {split!r}")
         if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or not 0 < confidence < 1:
-            raise DDPMError(f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), got {bootstrap!r}, {confidence!r}")
+            raise DDPMError(
+                f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), got {bootstrap!r}, {confidence!r}"
+            )
         self.n, self.seed = n, seed
         self.switches = {"psnr_ssim": psnr_ssim, "fid": fid, "kid": kid, "fid_mnist": fid_mnist}
         self.psnr_references, self.kid_subsets, self.kid_subset_size = psnr_references, kid_subsets, kid_subset_size
@@ -91,7 +93,12 @@ class SampleQuality:
         self.inception_weights, self.classifier_path = inception_weights, classifier_path
         self.train_classifier_if_missing = train_classifier_if_missing
         self.cache_dir, self.data_root, self.split, self.config_key = cache_dir, data_root, split, config_key
-        self.floors, self.bootstrap, self.bootstrap_inception, self.confidence = floors, bootstrap, bootstrap_inception, confidence
+        self.floors, self.bootstrap, self.bootstrap_inception, self.confidence = (
+            floors,
+            bootstrap,
+            bootstrap_inception,
+            confidence,
+        )
         self.floor_values: dict[str, float] = {}  # extractor -> real-vs-real FID at this N
         self.floor_sets: tuple[str, str] = ("train" if split == "test" else "test", split)
         self.inception: InceptionFeatures | None = None
@@ -128,7 +135,10 @@ class SampleQuality:
         self.n_real = real.shape[0]
         if self.switches["fid"] or self.switches["kid"]:
             self.inception = InceptionFeatures(
-                self.inception_weights, how_to_disable=off, dims=self.inception_dims, antialias=self.inception_antialias,
+                self.inception_weights,
+                how_to_disable=off,
+                dims=self.inception_dims,
+                antialias=self.inception_antialias,
                 weights_key=f"{self.config_key}.inception_weights",
             ).to(device)
             self.real["inception"] = self._real_features(self.inception, real)
@@ -157,7 +167,9 @@ class SampleQuality:
 
     def _real_features(self, extractor: FeatureExtractor, real: Tensor) -> Tensor:
         """Once per object; with a ``cache_dir`` once per split, N, extractor and data content."""
-        return extractor(real) if self.cache_dir is None else cached_features(extractor, real, self.cache_dir, self.split)
+        return (
+            extractor(real) if self.cache_dir is None else cached_features(extractor, real, self.cache_dir, self.split)
+        )
 
     def _frechet(self, key: str, fake: Tensor) -> float:
         """FID between the real statistics held for ``key`` and generated features ``fake`` (N, d)."""
@@ -215,11 +227,15 @@ class SampleQuality:
         s: dict[str, Any] = {"samples": base, "real": real}
         if self.floor_values:
             a, b = self.floor_sets
-            s["floor"] = f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: disjoint real sets"
+            s["floor"] = (
+                f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: disjoint real sets"
+            )
         if self.bootstrap > 0:
             which = "fid_mnist" + (" and fid" if self.bootstrap_inception else "")
-            s["bootstrap"] = (f"{which}: central {self.confidence:.0%} percentile interval over {self.bootstrap} resamples "
-                              f"(with replacement) of the generated set, real statistics fixed, seed {self.seed}")
+            s["bootstrap"] = (
+                f"{which}: central {self.confidence:.0%} percentile interval over {self.bootstrap} resamples "
+                f"(with replacement) of the generated set, real statistics fixed, seed {self.seed}"
+            )
         if on["psnr_ssim"]:
             s["psnr/ssim"] = {
                 "references": 0 if self.references is None else self.references.shape[0],
@@ -239,7 +255,11 @@ class SampleQuality:
                 s["fid"] = ext
             if on["kid"]:
                 size = min(self.kid_subset_size, self.n, self.n_real)
-                s["kid"] = {**ext, "subsets": 1 if size == self.n == self.n_real else self.kid_subsets, "subset_size": size}
+                s["kid"] = {
+                    **ext,
+                    "subsets": 1 if size == self.n == self.n_real else self.kid_subsets,
+                    "subset_size": size,
+                }
         if self.classifier is not None:
             meta = self.classifier_meta
             s["fid_mnist"] = {
@@ -247,6 +267,8 @@ class SampleQuality:
                 "weights": meta.get("path"),
                 "test_accuracy": meta.get("test_accuracy"),
             }
-            s["class_entropy"] = "entropy (bits) of the predicted-digit histogram of the samples; uniform: log2(10) = 3.32"
+            s["class_entropy"] = (
+                "entropy (bits) of the predicted-digit histogram of the samples; uniform: log2(10) = 3.32"
+            )
             s["modes_covered"] = f"digits predicted for >= {self.min_mode_share} x n/10 of the samples"
         return s

@@ -30,7 +30,11 @@ def share(n: int, seed: int, rank: int, world_size: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def generate_shares(
-    trainer: pl.Trainer, pl_module: DiffusionModule, n: int, seed: int, sampler: Sampler | SamplerFactory | None = None,
+    trainer: pl.Trainer,
+    pl_module: DiffusionModule,
+    n: int,
+    seed: int,
+    sampler: Sampler | SamplerFactory | None = None,
     batch_size: int = 500,
 ) -> Tensor:
     """n samples (n, C, H, W) on every rank: each rank generates its ``share``, then one all_gather (every rank
@@ -83,7 +87,9 @@ class SampleGrid(pl.Callback):
         sampler: Sampler | SamplerFactory | None = None,
     ) -> None:
         if n < 1 or every_n_epochs < 1:
-            raise ValueError(f"SampleGrid needs n >= 1 and every_n_epochs >= 1, got n={n}, every_n_epochs={every_n_epochs}")
+            raise ValueError(
+                f"SampleGrid needs n >= 1 and every_n_epochs >= 1, got n={n}, every_n_epochs={every_n_epochs}"
+            )
         self.n = n
         self.every_n_epochs = every_n_epochs
         self.seed = seed

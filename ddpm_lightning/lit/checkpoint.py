@@ -29,13 +29,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         found = sorted(str(p.relative_to(path)) for p in path.rglob("*.ckpt"))[:3]
         hint = f"; checkpoints inside: {', '.join(found)}" if found else ""
-        raise DDPMError(f"checkpoint {path} is a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt){hint}")
+        raise DDPMError(
+            f"checkpoint {path} is a directory, not a checkpoint file (e.g. <run>/checkpoints/last.ckpt){hint}"
+        )
     if not path.is_file():
         raise DDPMError(f"checkpoint not found: {path}")
     with open(path, "rb") as f:
         head = f.read(4)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip archive (or a legacy pickle)
-        raise DDPMError(f"{path} is not a PyTorch checkpoint (starts with {head!r}, not a zip archive written by torch.save)")
+        raise DDPMError(
+            f"{path} is not a PyTorch checkpoint (starts with {head!r}, not a zip archive written by torch.save)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for files that need arbitrary code, EOFError if truncated
@@ -45,7 +49,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def build_module(cfg: DictConfig) -> DiffusionModule:
     """``instantiate(cfg.module)``: the DiffusionModule a (train) config describes, parts included; a DDPMError
     raised while building it (a bad schedule, a sampler that does not fit the degradation) comes out unwrapped."""
-    node = OmegaConf.create(OmegaConf.to_container(cfg.module, resolve=True))  # instantiate(cfg.module) would resolve cfg's groups in place
+    node = OmegaConf.create(
+        OmegaConf.to_container(cfg.module, resolve=True)
+    )  # instantiate(cfg.module) would resolve cfg's groups in place
     try:
         return instantiate(node)
     except InstantiationException as e:  # Hydra wraps what the constructors raise
@@ -60,9 +66,19 @@ def module_node(run_config: dict[str, Any]) -> dict[str, Any]:
     node = dict(run_config.get("module") or {})
     if "_target_" in node:
         return node
-    parts = {"network": "model", "schedule": "schedule", "degradation": "degradation", "sampler": "sampler", "optimizer": "optimizer"}
-    return {"_target_": f"{DiffusionModule.__module__}.DiffusionModule", **{k: run_config.get(v) for k, v in parts.items()},
-            "image_shape": [1, 28, 28], **node}
+    parts = {
+        "network": "model",
+        "schedule": "schedule",
+        "degradation": "degradation",
+        "sampler": "sampler",
+        "optimizer": "optimizer",
+    }
+    return {
+        "_target_": f"{DiffusionModule.__module__}.DiffusionModule",
+        **{k: run_config.get(v) for k, v in parts.items()},
+        "image_shape": [1, 28, 28],
+        **node,
+    }
 
 
 class ConfigInCheckpoint(pl.Callback):
@@ -72,7 +88,9 @@ class ConfigInCheckpoint(pl.Callback):
     def __init__(self, run_config: dict[str, Any]) -> None:
         self.run_config = run_config
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
 
 
@@ -98,7 +116,9 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
     return module, cfg
 
 
-def load_for_sampling(path: str | Path, device: str | None = None, precision: str | None = None) -> tuple[DiffusionModule, torch.device]:
+def load_for_sampling(
+    path: str | Path, device: str | None = None, precision: str | None = None
+) -> tuple[DiffusionModule, torch.device]:
     """The checkpoint's module (EMA weights if any) on ``device`` (None: cuda if available, else cpu),
     sampling in ``precision`` (None: the checkpoint's own ``sample_precision``): what sample/evaluate run."""
     module, _ = load_module(path)
@@ -136,7 +156,7 @@ def _user_key(root: DictConfig, key: str) -> str:
         raw = child._value()
         ref = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
         if ref:
-            return _user_key(root, ".".join([ref.group(1), *parts[i + 1:]]))
+            return _user_key(root, ".".join([ref.group(1), *parts[i + 1 :]]))
         node = child
     return key
 
@@ -156,6 +176,10 @@ def check_compatible(path: str | Path, module_cfg: DictConfig | dict[str, Any]) 
             return key
         return _user_key(module_cfg._get_root(), f"{module_cfg._get_full_key(None)}.{key}")  # type: ignore[arg-type]
 
-    diffs = [f"{name(k)}={old.get(k)!r} (now {new.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    diffs = [
+        f"{name(k)}={old.get(k)!r} (now {new.get(k)!r})"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     if diffs:
         raise DDPMError(f"checkpoint {path} was trained with a different model config: {'; '.join(diffs[:4])}")

@@ -129,10 +129,14 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:
-            samples = state_dict.get("samples", int(state_dict["batches"]) * self.batch_size)  # older checkpoints: batches
+            samples = state_dict.get(
+                "samples", int(state_dict["batches"]) * self.batch_size
+            )  # older checkpoints: batches
             self._resume = (int(state_dict["epoch"]), int(samples))
             # Lightning checks only the loader for resumability; this module resumes it (see above)
-            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+            warnings.filterwarnings(
+                "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+            )
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
@@ -152,5 +156,10 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=_whole_batch)
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=_whole_batch,
+        )

@@ -11,20 +11,43 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
 # the HParams dashboard's metric columns, in this order, where the run logged them
-HEADLINE = ("val/loss", "train/loss_epoch", "val/fid_mnist", "val/fid", "val/kid", "val/psnr", "val/ssim",
-            "val/class_entropy", "val/modes_covered")
+HEADLINE = (
+    "val/loss",
+    "train/loss_epoch",
+    "val/fid_mnist",
+    "val/fid",
+    "val/kid",
+    "val/psnr",
+    "val/ssim",
+    "val/class_entropy",
+    "val/modes_covered",
+)
 # Custom Scalars: categories in this order; each chart a list of tag regexes (searched: anchor whole tags)
 LAYOUT: dict[str, dict[str, list[Any]]] = {
-    "loss": {"train/loss_epoch and val/loss": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]],
-             "train/loss_step": ["Multiline", ["^train/loss_step$"]]},
+    "loss": {
+        "train/loss_epoch and val/loss": ["Multiline", ["^train/loss_epoch$", "^val/loss$"]],
+        "train/loss_step": ["Multiline", ["^train/loss_step$"]],
+    },
     "sample quality": {tag: ["Multiline", [f"^{tag}$"]] for tag in HEADLINE[2:]},
-    "denoising (x0 from one call at t)": {"PSNR": ["Multiline", [r"val/denoise_psnr_t\d+"]],
-                                          "SSIM": ["Multiline", [r"val/denoise_ssim_t\d+"]]},
+    "denoising (x0 from one call at t)": {
+        "PSNR": ["Multiline", [r"val/denoise_psnr_t\d+"]],
+        "SSIM": ["Multiline", [r"val/denoise_ssim_t\d+"]],
+    },
     "cost (s)": {"time": ["Multiline", [r"time/.*"]]},
 }
 # the config groups shown as hparams (Hydra's choices); overrides of other keys are added as given
-GROUPS = ("schedule", "capacity", "model", "degradation", "sampler", "data", "trainer", "callbacks", "speed",
-          "experiment")
+GROUPS = (
+    "schedule",
+    "capacity",
+    "model",
+    "degradation",
+    "sampler",
+    "data",
+    "trainer",
+    "callbacks",
+    "speed",
+    "experiment",
+)
 SKIP = ("hydra.", "ckpt_path", "paths.")
 
 
@@ -47,8 +70,11 @@ def run_params(choices: bool = True) -> dict[str, Any]:
     hc = HydraConfig.get()
     overrides = [str(o).lstrip("~").partition("=") for o in hc.overrides.task]
     given = {key.lstrip("+") for key, _, _ in overrides}
-    params: dict[str, Any] = {g: str(hc.runtime.choices[g]) for g in GROUPS
-                              if hc.runtime.choices.get(g) is not None and (choices or g in given)}
+    params: dict[str, Any] = {
+        g: str(hc.runtime.choices[g])
+        for g in GROUPS
+        if hc.runtime.choices.get(g) is not None and (choices or g in given)
+    }
     for key, _, value in overrides:
         if key.lstrip("+") not in GROUPS and not key.lstrip("+").startswith(SKIP):
             params[key] = _value(value)
@@ -63,8 +89,10 @@ def log_run_hparams(trainer: pl.Trainer, params: dict[str, Any]) -> None:
     """At fit start: ``params`` into hparams.yaml (Lightning writes it next), and the Custom Scalars layout
     (without the charts of metrics switched off: ``GenerativeMetrics.switches``)."""
     off = {f"val/{name}" for cb in trainer.callbacks for name, on in getattr(cb, "switches", {}).items() if not on}
-    layout = {category: {title: chart for title, chart in charts.items() if title not in off}
-              for category, charts in LAYOUT.items()}
+    layout = {
+        category: {title: chart for title, chart in charts.items() if title not in off}
+        for category, charts in LAYOUT.items()
+    }
     for logger in _tensorboards(trainer):
         logger.log_hyperparams(params)  # no metrics given (default_hp_metric off): only hparams.yaml
         logger.experiment.add_custom_scalars(layout)

@@ -77,8 +77,14 @@ class GenerativeMetrics(pl.Callback):
     ``data_root`` null: the data module's root. ``config_key`` names this callback in error messages.
     """
 
-    def __init__(self, every_n_epochs: int = 1, sampler: SamplerFactory | None = None, batch_size: int = 500,
-                 config_key: str = "callbacks.generative_metrics", **quality: Any) -> None:
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        sampler: SamplerFactory | None = None,
+        batch_size: int = 500,
+        config_key: str = "callbacks.generative_metrics",
+        **quality: Any,
+    ) -> None:
         if every_n_epochs < 1:
             raise DDPMError(f"{config_key}: every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs, self.sampler, self.batch_size = every_n_epochs, sampler, batch_size
@@ -134,8 +140,9 @@ class GenerativeMetrics(pl.Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     bins = np.arange(11) - 0.5  # one bin per digit
-                    logger.experiment.add_histogram("val/predicted_class", self.quality.last_predictions.numpy(),
-                                                    trainer.global_step, bins=bins)
+                    logger.experiment.add_histogram(
+                        "val/predicted_class", self.quality.last_predictions.numpy(), trainer.global_step, bins=bins
+                    )
 
 
 class DenoisingMetrics(pl.Callback):
@@ -148,11 +155,23 @@ class DenoisingMetrics(pl.Callback):
     ``timesteps`` null: round(0.1·T), round(0.5·T), round(0.9·T) (100, 500, 900 at T = 1000).
     """
 
-    def __init__(self, n: int = 64, timesteps: list[int] | None = None, seed: int = 0, every_n_epochs: int = 1,
-                 config_key: str = "callbacks.denoising_metrics") -> None:
+    def __init__(
+        self,
+        n: int = 64,
+        timesteps: list[int] | None = None,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+        config_key: str = "callbacks.denoising_metrics",
+    ) -> None:
         if n < 1 or every_n_epochs < 1:
             raise DDPMError(f"{config_key}: n and every_n_epochs must be >= 1, got {n}, {every_n_epochs}")
-        self.n, self.timesteps, self.seed, self.every_n_epochs, self.config_key = n, timesteps, seed, every_n_epochs, config_key
+        self.n, self.timesteps, self.seed, self.every_n_epochs, self.config_key = (
+            n,
+            timesteps,
+            seed,
+            every_n_epochs,
+            config_key,
+        )
         self.x0: Tensor | None = None
         self._logged_settings = False
 
@@ -192,8 +211,13 @@ class DenoisingMetrics(pl.Callback):
         return out
 
     def settings(self, T: int) -> dict[str, Any]:
-        return {"images": f"first {self.n} validation images", "timesteps": self.resolve_timesteps(T), "noise_seed": self.seed,
-                "x0_hat": "(z_t - sqrt(1-abar_t) g) / sqrt(abar_t) (eps) or g (x0), clamped to [-1, 1]", "pixel_range": "[0, 1]"}
+        return {
+            "images": f"first {self.n} validation images",
+            "timesteps": self.resolve_timesteps(T),
+            "noise_seed": self.seed,
+            "x0_hat": "(z_t - sqrt(1-abar_t) g) / sqrt(abar_t) (eps) or g (x0), clamped to [-1, 1]",
+            "pixel_range": "[0, 1]",
+        }
 
     def _first_val_images(self, trainer: pl.Trainer) -> Tensor | None:
         """The first n images of the validation loader(s), for data modules without ``val_images``."""

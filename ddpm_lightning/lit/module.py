@@ -117,7 +117,6 @@ class DiffusionModule(pl.LightningModule):
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
         return loss
 
-
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x0 = batch[0]
         generator = torch.Generator(device="cpu").manual_seed(self.val_seed * 1_000_003 + batch_idx)
@@ -148,7 +147,11 @@ class DiffusionModule(pl.LightningModule):
 
     @torch.no_grad()
     def generate(
-        self, n: int, seed: int = 0, sampler: Sampler | SamplerFactory | None = None, batch_size: int = 500,
+        self,
+        n: int,
+        seed: int = 0,
+        sampler: Sampler | SamplerFactory | None = None,
+        batch_size: int = 500,
         callback: StepCallback | None = None,
     ) -> Tensor:
         """n images (n, *image_shape), clamped to [−1, 1], from a generator of its own seeded with ``seed``.
@@ -177,7 +180,10 @@ class DiffusionModule(pl.LightningModule):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["train_loss_mean"] = {"epoch": self.current_epoch, **{k: v.detach().cpu() for k, v in self.train_loss_mean.metric_state.items()}}
+        checkpoint["train_loss_mean"] = {
+            "epoch": self.current_epoch,
+            **{k: v.detach().cpu() for k, v in self.train_loss_mean.metric_state.items()},
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_loss = dict(checkpoint["train_loss_mean"]) if "train_loss_mean" in checkpoint else None

@@ -38,8 +38,15 @@ class SamplingBar:
         if self._start == 0.0:  # the first step of this chain
             self._start = time.perf_counter()
             if self.enabled and self._bar is None:
-                self._bar = Tqdm(desc=self.desc, total=total, position=self.position, leave=False, unit="step",
-                                 dynamic_ncols=True, file=sys.stdout)
+                self._bar = Tqdm(
+                    desc=self.desc,
+                    total=total,
+                    position=self.position,
+                    leave=False,
+                    unit="step",
+                    dynamic_ncols=True,
+                    file=sys.stdout,
+                )
         if self._bar is not None:
             self._bar.n = done
             self._bar.refresh() if done == total else self._bar.update(0)

@@ -67,7 +67,11 @@ def remove_stale_tmp_files(directory: Path) -> list[Path]:
 
 def _non_finite_entries(checkpoint: dict[str, Any]) -> list[str]:
     state = checkpoint.get("state_dict") or {}
-    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return [
+        k
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -92,7 +96,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_open(path) as f:  # atomic on POSIX: readers see the old file or the new one
             torch.save(checkpoint, f)
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
 
 
@@ -106,8 +112,13 @@ def _rng_states() -> dict[str, Any]:
         states["cuda"] = torch.cuda.get_rng_state_all()
     # numpy's legacy state holds a str and ndarray; store plain types so weights_only loading works
     name, keys, pos, has_gauss, cached = states["numpy"]
-    states["numpy"] = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}
+    states["numpy"] = {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
     version, internal, gauss = states["python"]
     states["python"] = {"version": version, "internal": list(internal), "gauss": gauss}
     return states
@@ -127,10 +138,14 @@ class RNGStateCheckpoint(pl.Callback):
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint["rng_states"] = _rng_states()
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         self._pending = checkpoint.get("rng_states")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -163,9 +178,13 @@ class InterruptCheckpoint(pl.Callback):
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.sanity_checking:
             return
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, callbacks
-        log.warning("interrupted (%s): saved %s at step %d; resume with ckpt_path=%s",
-                    type(exception).__name__, self.path, trainer.global_step, self.path)
-
+        log.warning(
+            "interrupted (%s): saved %s at step %d; resume with ckpt_path=%s",
+            type(exception).__name__,
+            self.path,
+            trainer.global_step,
+            self.path,
+        )
 
 
 class OptimizerOverrides(pl.Callback):
@@ -184,5 +203,7 @@ class OptimizerOverrides(pl.Callback):
             for group in optimizer.param_groups:
                 for key, value in self.values.items():
                     if key in group and group[key] != value:
-                        log.warning("resume: optimizer.%s %s -> %s (the configured value is applied)", key, group[key], value)
+                        log.warning(
+                            "resume: optimizer.%s %s -> %s (the configured value is applied)", key, group[key], value
+                        )
                         group[key] = value

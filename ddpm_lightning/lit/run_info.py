@@ -29,21 +29,31 @@ log = logging.getLogger(__name__)
 def where_lines(run_dir: str | Path) -> str:
     """Where a run's (or sweep's) results are, and the commands that open them."""
     d = shlex.quote(str(Path(run_dir).resolve()))
-    return (f"results: {d}\n  report:      python -m ddpm_lightning.report {d}\n"
-            f"  TensorBoard: tensorboard --logdir {d}  (or: make tensorboard, all runs under outputs/)")
+    return (
+        f"results: {d}\n  report:      python -m ddpm_lightning.report {d}\n"
+        f"  TensorBoard: tensorboard --logdir {d}  (or: make tensorboard, all runs under outputs/)"
+    )
 
 
 def metrics_table(metrics: dict[str, float], path: str | Path) -> str:
     """The headline final metrics as a two-column table; every value is in ``path`` (metrics.yaml)."""
     keys = [k for k in (*HEADLINE, "num_parameters", "train_time_s") if k in metrics]
     width = max([len(k) for k in keys] + [6])
-    rows = [f"  {k:<{width}}  {metrics[k]:>10.8g}" if k != "num_parameters" else f"  {k:<{width}}  {int(metrics[k]):>10,}"
-            for k in keys]
+    rows = [
+        f"  {k:<{width}}  {metrics[k]:>10.8g}" if k != "num_parameters" else f"  {k:<{width}}  {int(metrics[k]):>10,}"
+        for k in keys
+    ]
     return "\n".join(["final metrics:", *rows, f"  (all {len(metrics)} values: {path})"])
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 120
+        else f"{seconds / 60:.1f} min"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f} h"
+    )
 
 
 def epoch_batches(trainer: pl.Trainer) -> int | None:
@@ -83,15 +93,23 @@ class RunInfo(pl.Callback):
         if isinstance(pl_module, DiffusionModule):
             sampler = pl_module.make_sampler()
             sampler.set_timesteps()
-            lines.append(f"  {type(pl_module.network).__name__}, {pl_module.num_parameters():,} parameters, T={pl_module.schedule.T}, "
-                         f"sampler {sampler.name} ({len(sampler.timesteps)} steps)")
-        steps = f"{batches} steps each (batch {getattr(trainer.datamodule, 'batch_size', '?')})" if batches else "steps: ?"
-        lines.append(f"  {trainer.max_epochs} epochs x {steps}, log every {trainer.log_every_n_steps} steps; "
-                     f"{trainer.strategy.root_device}, precision {trainer.precision}")
+            lines.append(
+                f"  {type(pl_module.network).__name__}, {pl_module.num_parameters():,} parameters, T={pl_module.schedule.T}, "
+                f"sampler {sampler.name} ({len(sampler.timesteps)} steps)"
+            )
+        steps = (
+            f"{batches} steps each (batch {getattr(trainer.datamodule, 'batch_size', '?')})" if batches else "steps: ?"
+        )
+        lines.append(
+            f"  {trainer.max_epochs} epochs x {steps}, log every {trainer.log_every_n_steps} steps; "
+            f"{trainer.strategy.root_device}, precision {trainer.precision}"
+        )
         samplers = [c for c in trainer.callbacks if hasattr(c, "n") and hasattr(c, "every_n_epochs")]
         if samplers:
-            lines.append("  each epoch also: validation, " + ", ".join(
-                f"{type(c).__name__} ({c.n} images, every {c.every_n_epochs} epochs)" for c in samplers))
+            lines.append(
+                "  each epoch also: validation, "
+                + ", ".join(f"{type(c).__name__} ({c.n} images, every {c.every_n_epochs} epochs)" for c in samplers)
+            )
         lines.append(f"run directory: {Path(self.output_dir).resolve()}")
         log.info("\n".join(lines))
         self._t0 = time.perf_counter()
@@ -111,8 +129,12 @@ class RunInfo(pl.Callback):
         if done >= min(self.estimate_after_steps, max(1, int(batches) - 2)):
             per_step = (time.perf_counter() - t0) / done
             self._estimated = True
-            log.info("%.3f s/step: training ~%s per epoch (%d steps), plus validation and sampling (timed after epoch 0)",
-                     per_step, _minutes(per_step * batches), batches)
+            log.info(
+                "%.3f s/step: training ~%s per epoch (%d steps), plus validation and sampling (timed after epoch 0)",
+                per_step,
+                _minutes(per_step * batches),
+                batches,
+            )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._first is None:
@@ -121,8 +143,13 @@ class RunInfo(pl.Callback):
             return
         epoch_s = time.perf_counter() - self._epoch_t0
         left = trainer.max_epochs - trainer.current_epoch - 1
-        log.info("epoch %d took %s (training, validation, sampling, metrics); ~%s for the %d epochs left",
-                 trainer.current_epoch, _minutes(epoch_s), _minutes(epoch_s * left), left)
+        log.info(
+            "epoch %d took %s (training, validation, sampling, metrics); ~%s for the %d epochs left",
+            trainer.current_epoch,
+            _minutes(epoch_s),
+            _minutes(epoch_s * left),
+            left,
+        )
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         write_hparams_summary(trainer)

@@ -83,8 +83,13 @@ def _undo_if_not_started(run_dir: Path, started: _Started) -> Iterator[None]:
         raise
 
 
-def run_fit(trainer: pl.Trainer, module: DiffusionModule, datamodule: pl.LightningDataModule,
-            ckpt_path: str | None, run_dir: str) -> RunInterrupted | None:
+def run_fit(
+    trainer: pl.Trainer,
+    module: DiffusionModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | None,
+    run_dir: str,
+) -> RunInterrupted | None:
     """``trainer.fit``; an interrupt (after ``InterruptCheckpoint`` saved the state) is returned, not raised,
     so the caller can write its metrics first. SIGTERM -> status 143, Ctrl-C -> 130 (128 + signal number)."""
     started = _Started()

@@ -136,7 +136,9 @@ def plot_samples(runs: list[Run], labels: dict[str, str], early: int | None, lat
             _empty(ax, "no run has sample grids (samples/epoch_XXX.png)")
     for row, run in zip(axes, with_samples):
         first, last = min(run.samples), max(run.samples)
-        for ax, (which, wanted) in zip(row, (("early", first if early is None else early), ("late", last if late is None else late))):
+        for ax, (which, wanted) in zip(
+            row, (("early", first if early is None else early), ("late", last if late is None else late))
+        ):
             epoch = nearest_epoch(list(run.samples), wanted)
             assert epoch is not None
             ax.imshow(mpimg.imread(run.samples[epoch]), cmap="gray")
@@ -146,7 +148,9 @@ def plot_samples(runs: list[Run], labels: dict[str, str], early: int | None, lat
                 title = f"{which}: epoch {epoch}"
             else:
                 title = f"{which}: epoch {epoch} (nearest to {wanted})"
-                notes.append(f"{path.name}: run {run.name}: {which} epoch {wanted} not available, showing epoch {epoch}")
+                notes.append(
+                    f"{path.name}: run {run.name}: {which} epoch {wanted} not available, showing epoch {epoch}"
+                )
             ax.set_title(f"{labels[run.name]}\n{title}", fontsize=8)
     early_s = "each run's first grid" if early is None else f"epoch {early}"
     late_s = "its last grid" if late is None else f"epoch {late}"

@@ -166,7 +166,9 @@ def read_runs(root: str | os.PathLike) -> list[Run]:
     """All runs at or under ``root`` (a run, a sweep, or a folder of runs)."""
     root = Path(root)
     if not root.is_dir():
-        raise DDPMError(f"not a directory: {root} (give a run directory, a multirun sweep directory or a folder of runs)")
+        raise DDPMError(
+            f"not a directory: {root} (give a run directory, a multirun sweep directory or a folder of runs)"
+        )
     paths = find_runs(root)
     if not paths:
         raise DDPMError(f"no runs under {root}: no */.hydra/config.yaml found (is this a training output directory?)")
@@ -176,7 +178,17 @@ def read_runs(root: str | os.PathLike) -> list[Run]:
             runs.append(read_run(p, root))
         except DDPMError as e:  # an unreadable run file: that run is marked failed, the report goes on
             name = str(p.relative_to(root)) if p != root else p.name
-            runs.append(Run(path=p, name=name, config=OmegaConf.create({}), overrides=[], choices={}, status="failed", error=str(e)))
+            runs.append(
+                Run(
+                    path=p,
+                    name=name,
+                    config=OmegaConf.create({}),
+                    overrides=[],
+                    choices={},
+                    status="failed",
+                    error=str(e),
+                )
+            )
     return runs
 
 

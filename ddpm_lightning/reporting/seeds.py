@@ -53,7 +53,10 @@ def aggregate(runs: list[Run]) -> pd.DataFrame:
     varying = varying_overrides(runs)  # shown: what tells the configurations apart
     rows = []
     for members in groups.values():
-        row: dict[str, object] = {"configuration": configuration(varying[members[0].name]), "seeds": " ".join(str(r.config.get("seed")) for r in members)}
+        row: dict[str, object] = {
+            "configuration": configuration(varying[members[0].name]),
+            "seeds": " ".join(str(r.config.get("seed")) for r in members),
+        }
         for key, _, _ in AGGREGATED:
             values = [v for v in (r.value(key) for r in members) if v is not None and not math.isnan(v)]
             mean, half = interval(values) if values else (math.nan, math.nan)
@@ -82,15 +85,22 @@ def markdown(table: pd.DataFrame) -> list[str]:
         headers.append(f"{header} (mean ± 95 %)")
         if key in FLOORS:
             headers.append(f"{header} floor")
-    lines = ["## Across seeds", "",
-             "Runs that differ only in `seed`, per configuration: mean ± the 95 % t-interval of the mean over the seeds "
-             "(`report_seeds.csv`); floors: the same FID between two disjoint real sets (train vs test) at the same N.", "",
-             "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines = [
+        "## Across seeds",
+        "",
+        "Runs that differ only in `seed`, per configuration: mean ± the 95 % t-interval of the mean over the seeds "
+        "(`report_seeds.csv`); floors: the same FID between two disjoint real sets (train vs test) at the same N.",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
     for _, row in table.iterrows():
         cells = [str(row["configuration"]), str(row["seeds"])]
         for key, _, fmt in keys:
             mean, half = row[f"{key} mean"], row[f"{key} ±"]
-            cells.append("" if math.isnan(mean) else fmt.format(mean) + ("" if math.isnan(half) else " ± " + fmt.format(half)))
+            cells.append(
+                "" if math.isnan(mean) else fmt.format(mean) + ("" if math.isnan(half) else " ± " + fmt.format(half))
+            )
             if key in FLOORS:
                 floor = row[f"{FLOORS[key]} mean"]
                 cells.append("" if math.isnan(floor) else fmt.format(floor))
@@ -99,7 +109,11 @@ def markdown(table: pd.DataFrame) -> list[str]:
     if key is not None:
         ranked = table[table[f"{key} mean"].notna()].sort_values(f"{key} mean")
         fmt = dict((k, f) for k, _, f in AGGREGATED)[key]
-        lines += ["", f"Ranking by `{key}` (lower is better); a difference counts when the two intervals do not overlap:", ""]
+        lines += [
+            "",
+            f"Ranking by `{key}` (lower is better); a difference counts when the two intervals do not overlap:",
+            "",
+        ]
         prev = None
         for i, (_, row) in enumerate(ranked.iterrows(), 1):
             text = f"{i}. {row['configuration']}: {fmt.format(row[f'{key} mean'])}"

@@ -41,8 +41,20 @@ DESCRIPTION: list[tuple[str, str]] = [
     ("epochs", "epochs"),
 ]
 # The markdown table's columns (the CSV has all): what tells runs apart, then the scores beside their floors.
-HEADLINE = ["run", "status", "overrides", "epochs", "val/fid", "val/fid_floor", "val/fid_mnist", "val/fid_mnist_floor",
-            "val/kid", "val/psnr", "val/ssim", "val/loss"]
+HEADLINE = [
+    "run",
+    "status",
+    "overrides",
+    "epochs",
+    "val/fid",
+    "val/fid_floor",
+    "val/fid_mnist",
+    "val/fid_mnist_floor",
+    "val/kid",
+    "val/psnr",
+    "val/ssim",
+    "val/loss",
+]
 
 
 def _select(run: Run, key: str) -> Any:
@@ -100,7 +112,9 @@ def _cell(value: Any, fmt: str | None) -> str:
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table of ``build_table``'s headline columns that some run filled."""
     formats = {k: (h, f) for k, h, f in METRICS}
-    cols = [c for c in HEADLINE if c in table.columns and (c in ("run", "status", "overrides") or table[c].notna().any())]
+    cols = [
+        c for c in HEADLINE if c in table.columns and (c in ("run", "status", "overrides") or table[c].notna().any())
+    ]
     headers = [dict(DESCRIPTION).get(c) or formats.get(c, (c, ""))[0] for c in cols]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in table.iterrows():

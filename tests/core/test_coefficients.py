@@ -60,7 +60,10 @@ def test_every_step_matches_float64(t: int) -> None:
     mean = (z64 - b[t] / (1 - ab[t]).sqrt() * g64) / (1 - b[t]).sqrt()
     for variance, var in (("beta", b[t]), ("beta_tilde", (1 - ab[t - 1]) / (1 - ab[t]) * b[t])):
         ref = mean + var.sqrt() * e64 if t > 1 else mean
-        assert close(Ancestral(p, variance).step(g, t, t - 1, z, e if t > 1 else None).prev_sample, ref) < TOL, (variance, t)
+        assert close(Ancestral(p, variance).step(g, t, t - 1, z, e if t > 1 else None).prev_sample, ref) < TOL, (
+            variance,
+            t,
+        )
     # DDIM, Song et al. eq. 12, to t_prev = t − 1 and to 0, η = 0 and 1
     for t_prev in sorted({t - 1, 0}):
         a, ap = ab[t], ab[t_prev]

@@ -27,7 +27,7 @@ def _images(n: int = 4, seed: int = 0) -> Tensor:
 
 
 def _spatial_blur(x: Tensor, sigma: float, radius: int) -> Tensor:
-    k = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma**2))
+    k = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2) / (2 * sigma**2))
     k = (k / k.sum()).float()
     x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, radius))
     return F.conv2d(x, k.view(1, 1, -1, 1), padding=(radius, 0))
@@ -185,8 +185,12 @@ def test_step_returns_the_processs_x0_hat() -> None:
     out = ColdSampler(process).step(x0_hat, 5, 4, x_t, None)
     assert torch.equal(out.pred_original_sample, process.x0_from_output(x_t, 5, x0_hat))
     assert torch.equal(out.pred_original_sample, x0_hat)
-    assert torch.allclose(out.prev_sample, x_t - process.degradation.degrade(x0_hat, torch.full((4,), 5), linear(T))
-                          + process.degradation.degrade(x0_hat, torch.full((4,), 4), linear(T)))
+    assert torch.allclose(
+        out.prev_sample,
+        x_t
+        - process.degradation.degrade(x0_hat, torch.full((4,), 5), linear(T))
+        + process.degradation.degrade(x0_hat, torch.full((4,), 4), linear(T)),
+    )
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,22 @@ SHAPE = (2, 1, 28, 28)
 
 
 PACKAGE = str(Path(ddpm_lightning.__file__).parent)
-FACTORIES = {torch.tensor, torch.as_tensor, torch.arange, torch.linspace, torch.logspace, torch.zeros, torch.ones,
-             torch.empty, torch.full, torch.rand, torch.randn, torch.randint, torch.randperm, torch.eye}
+FACTORIES = {
+    torch.tensor,
+    torch.as_tensor,
+    torch.arange,
+    torch.linspace,
+    torch.logspace,
+    torch.zeros,
+    torch.ones,
+    torch.empty,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.eye,
+}
 
 
 class NoImplicitDevice(TorchFunctionMode):
@@ -50,7 +64,9 @@ class NoImplicitDevice(TorchFunctionMode):
         if func in FACTORIES and "device" not in kwargs:
             caller = sys._getframe(1)
             if caller.f_code.co_filename.startswith(PACKAGE):
-                raise AssertionError(f"torch.{func.__name__} without device= at {caller.f_code.co_filename}:{caller.f_lineno}")
+                raise AssertionError(
+                    f"torch.{func.__name__} without device= at {caller.f_code.co_filename}:{caller.f_lineno}"
+                )
         return func(*args, **kwargs)
 
 
@@ -70,7 +86,11 @@ SAMPLERS: dict[str, Callable[[DiffusionProcess], samplers_mod.Sampler]] = {
     "ancestral": Ancestral,
     "ancestral_beta_tilde": partial(Ancestral, variance="beta_tilde"),
     **{f"ddim_{s}": partial(DDIM, num_steps=5, eta=1.0, spacing=s) for s in SPACINGS},
-    **{f"dpm_solver_{s}_order{o}": partial(DPMSolver, num_steps=5, order=o, spacing=s) for s in SPACINGS for o in (1, 2)},
+    **{
+        f"dpm_solver_{s}_order{o}": partial(DPMSolver, num_steps=5, order=o, spacing=s)
+        for s in SPACINGS
+        for o in (1, 2)
+    },
 }
 
 
@@ -78,7 +98,9 @@ SAMPLERS: dict[str, Callable[[DiffusionProcess], samplers_mod.Sampler]] = {
 def test_samplers_make_nothing_on_the_default_device(name: str) -> None:
     net, schedule = _net(), schedules.linear(T=T)
     with torch.device("meta"), NoImplicitDevice():
-        z = SAMPLERS[name](DiffusionProcess(schedule, Gaussian())).sample(net, SHAPE, torch.Generator(device="cpu").manual_seed(0), device="cpu")
+        z = SAMPLERS[name](DiffusionProcess(schedule, Gaussian())).sample(
+            net, SHAPE, torch.Generator(device="cpu").manual_seed(0), device="cpu"
+        )
     assert z.device.type == "cpu" and z.shape == SHAPE and torch.isfinite(z).all()
 
 
@@ -111,7 +133,9 @@ def test_degradations_and_cold_sampling() -> None:
         z_t, target = blur.training_example(x0, t, schedule)
         assert z_t.device.type == "cpu" and torch.equal(target, x0)
         for num_steps in (None, 5):
-            z = ColdSampler(DiffusionProcess(schedule, blur.eval()), num_steps=num_steps).sample(net, SHAPE, gen, device="cpu")
+            z = ColdSampler(DiffusionProcess(schedule, blur.eval()), num_steps=num_steps).sample(
+                net, SHAPE, gen, device="cpu"
+            )
             assert z.device.type == "cpu" and torch.isfinite(z).all()
 
 
@@ -135,7 +159,11 @@ def _module(degradation: str = "gaussian", sampler: Callable[..., samplers_mod.S
 
 @pytest.mark.parametrize(
     ("degradation", "sampler"),
-    [("gaussian", Ancestral), ("gaussian", partial(DPMSolver, num_steps=5)), ("blur", partial(ColdSampler, num_steps=5))],
+    [
+        ("gaussian", Ancestral),
+        ("gaussian", partial(DPMSolver, num_steps=5)),
+        ("blur", partial(ColdSampler, num_steps=5)),
+    ],
 )
 def test_module_generate_and_denoising_metrics(degradation: str, sampler: Callable[..., samplers_mod.Sampler]) -> None:
     from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics
@@ -167,5 +195,7 @@ def test_noise_is_copied_once_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None
     real = samplers_mod.noise_chunk
     monkeypatch.setattr(samplers_mod, "noise_chunk", lambda *a: (calls.append(len(r := real(*a))), r)[1])
     monkeypatch.setattr(samplers_mod, "NOISE_CHUNK_ELEMENTS", 8 * 2 * 784)
-    Ancestral(DiffusionProcess(schedules.linear(T=T), Gaussian())).sample(_net(), SHAPE, torch.Generator().manual_seed(0))
+    Ancestral(DiffusionProcess(schedules.linear(T=T), Gaussian())).sample(
+        _net(), SHAPE, torch.Generator().manual_seed(0)
+    )
     assert calls == [8, 8, 3]  # T − 1 = 19 noisy steps (none on the last)

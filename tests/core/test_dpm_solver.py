@@ -30,7 +30,9 @@ def test_first_order_is_ddim(net, eta, spacing):
     ddim = run(DDIM(gaussian(s, 0.7), num_steps=10, eta=eta, spacing=spacing), net, seed=4)
     dpm = run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=eta, order=1, spacing=spacing), net, seed=4)
     assert torch.allclose(dpm, ddim, atol=1e-4)
-    assert not torch.allclose(run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=eta, order=2, spacing=spacing), net, seed=4), ddim, atol=1e-3)
+    assert not torch.allclose(
+        run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=eta, order=2, spacing=spacing), net, seed=4), ddim, atol=1e-3
+    )
 
 
 def test_second_order_is_more_accurate_with_the_exact_predictor():
@@ -55,7 +57,10 @@ def test_sde_form_recovers_the_data_at_50_steps():
 
 def test_sde_draws_noise_and_ode_does_not(net):
     s = schedules.linear(T=100)
-    assert not torch.allclose(run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=0), run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=1))
+    assert not torch.allclose(
+        run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=0),
+        run(DPMSolver(gaussian(s, 0.7), num_steps=10), net, seed=1),
+    )
     calls = []
     counting = lambda z, t: (calls.append(int(t[0])), net(z, t))[1]  # noqa: E731
     run(DPMSolver(gaussian(s, 0.7), num_steps=10, eta=0.0), counting)
@@ -81,7 +86,9 @@ def test_bad_settings():
         DPMSolver(gaussian(s), order=3, num_steps=5)
     with pytest.raises(DDPMError, match=r"sampler.num_steps must be an integer in \[1, T=20\], got 50"):
         DPMSolver(gaussian(s))
-    with pytest.raises(DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic', 'logsnr'\], got 'log'"):
+    with pytest.raises(
+        DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic', 'logsnr'\], got 'log'"
+    ):
         DPMSolver(gaussian(s), num_steps=5, spacing="log")
     with pytest.raises(DDPMError, match="sampler.eta must be >= 0"):
         DPMSolver(gaussian(s), num_steps=5, eta=-1)

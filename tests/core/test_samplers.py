@@ -121,5 +121,7 @@ def test_ddim_quadratic_spacing(k):
     assert all(g1 >= g2 - 1 for g1, g2 in zip(gaps, gaps[1:]))  # non-increasing towards t = 1, up to rounding
     if k == 50:
         assert sum(t <= 100 for t in ts) > 2 * sum(t <= 100 for t in lin.timesteps)
-    with pytest.raises(DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic', 'logsnr'\], got 'log'"):
+    with pytest.raises(
+        DDPMError, match=r"sampler.spacing must be one of \['linear', 'quadratic', 'logsnr'\], got 'log'"
+    ):
         DDIM(gaussian(s), spacing="log")

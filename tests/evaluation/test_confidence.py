@@ -41,5 +41,7 @@ def test_bootstrap_interval_brackets_the_spread(data_dir: Path, clf) -> None:
 
 
 def test_bootstrap_setting_errors() -> None:
-    with pytest.raises(DDPMError, match=r"x: bootstrap must be an integer >= 0 and confidence in \(0, 1\), got -1, 0.95"):
+    with pytest.raises(
+        DDPMError, match=r"x: bootstrap must be an integer >= 0 and confidence in \(0, 1\), got -1, 0.95"
+    ):
         SampleQuality(bootstrap=-1, config_key="x")

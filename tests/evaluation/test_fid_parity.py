@@ -35,8 +35,16 @@ def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     images = load_mnist(data_dir, "test")[0]
     real, fake = images[:12], images[12:24]  # (12, 1, 28, 28) each: ~0.2 s per image on CPU
     ref = torch_fidelity.calculate_metrics(
-        input1=_Uint8(fake), input2=_Uint8(real), fid=True, kid=True, kid_subsets=1, kid_subset_size=12,
-        feature_extractor_weights_path=str(FID_WEIGHTS), cuda=False, verbose=False, batch_size=12,
+        input1=_Uint8(fake),
+        input2=_Uint8(real),
+        fid=True,
+        kid=True,
+        kid_subsets=1,
+        kid_subset_size=12,
+        feature_extractor_weights_path=str(FID_WEIGHTS),
+        cuda=False,
+        verbose=False,
+        batch_size=12,
     )
     inception = metrics.InceptionFeatures(FID_WEIGHTS)  # default: TF1-compatible resize
     assert inception.name == "inception-v3-compat-pool3-tf1-bilinear"
@@ -46,7 +54,9 @@ def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     assert fid == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
     # torch-fidelity's KID runs its kernels in float32 (9e-5 relative off at this tiny N), ours in float64:
     # compare with its KID formula on its own features, in float64
-    tf_net = torch_fidelity.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(FID_WEIGHTS))
+    tf_net = torch_fidelity.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(FID_WEIGHTS)
+    )
     tf_r, tf_f = (tf_net(metrics.to_uint8_rgb(x))[0].double() for x in (real, fake))  # (12, 2048)
     assert torch.allclose(tf_r, r.double(), rtol=1e-5, atol=1e-6)
     ref_kid = kid_features_to_metric(tf_f, tf_r, kid_subsets=1, kid_subset_size=12, verbose=False)

@@ -50,14 +50,18 @@ def test_classifier_fid_kid_self_real_noise(classifier_features, mnist_test) -> 
     kid_real = metrics.kernel_distance(classifier_features, fa, b, subsets=10, subset_size=200)
     kid_fake = metrics.kernel_distance(classifier_features, fa, noise, subsets=10, subset_size=200)
     assert kid_fake[0] > 20 * abs(kid_real[0])
-    assert metrics.kernel_distance(classifier_features, fa, b, subsets=10, subset_size=200) == kid_real  # seeded subsets
+    assert (
+        metrics.kernel_distance(classifier_features, fa, b, subsets=10, subset_size=200) == kid_real
+    )  # seeded subsets
 
 
 def test_inception_fid_kid_mnist_vs_noise(weights, mnist_test) -> None:
     inception = metrics.InceptionFeatures(weights)  # the standard 2048-d pool3 features
     feats = inception(torch.cat([mnist_test[:4], noise_images(4)]))  # (8, 2048), one batch: ~0.2 s per image on CPU
     real, noise = feats[:4], feats[4:]
-    assert feats.shape == (8, 2048) and inception.calls == 1 and inception.name == "inception-v3-compat-pool3-tf1-bilinear"
+    assert (
+        feats.shape == (8, 2048) and inception.calls == 1 and inception.name == "inception-v3-compat-pool3-tf1-bilinear"
+    )
     assert metrics.frechet_distance(inception, real, noise) > 100  # one 2048-d FID: ~10 s of eigvals on CPU
     kid_self, _ = metrics.kernel_distance(inception, real, real, subsets=3, subset_size=4)
     kid_noise, std = metrics.kernel_distance(inception, real, noise, subsets=3, subset_size=4)
@@ -65,7 +69,11 @@ def test_inception_fid_kid_mnist_vs_noise(weights, mnist_test) -> None:
     small = metrics.InceptionFeatures(weights, dims=64)  # an earlier block: self ~ 0, noise far
     f64 = small(torch.cat([mnist_test[:4], noise_images(4)]))
     assert f64.shape == (8, 64) and small.name == "inception-v3-compat-64-tf1-bilinear"
-    assert abs(metrics.frechet_distance(small, f64[:4], f64[:4])) < 1e-3 < metrics.frechet_distance(small, f64[:4], f64[4:])
+    assert (
+        abs(metrics.frechet_distance(small, f64[:4], f64[:4]))
+        < 1e-3
+        < metrics.frechet_distance(small, f64[:4], f64[4:])
+    )
     with pytest.raises(DDPMError, match=r"inception_dims must be one of \[64, 192, 768, 2048\], got 100"):
         metrics.InceptionFeatures(weights, dims=100)
     u8 = metrics.to_uint8_rgb(mnist_test[:2])  # what the network gets: uint8, 3 equal channels, exact pixels
@@ -77,11 +85,15 @@ def test_psnr_ssim_against_equals_pairwise_mean(mnist_test) -> None:
     psnr, ssim = metrics.psnr_ssim_against(gen, refs, chunk=2)
     pairs = [(g, r) for g in metrics.to_unit(gen) for r in metrics.to_unit(refs)]
     exp_psnr = sum(float(peak_signal_noise_ratio(g[None], r[None], data_range=1.0)) for g, r in pairs) / len(pairs)
-    exp_ssim = sum(float(structural_similarity_index_measure(g[None], r[None], data_range=1.0)) for g, r in pairs) / len(pairs)
+    exp_ssim = sum(
+        float(structural_similarity_index_measure(g[None], r[None], data_range=1.0)) for g, r in pairs
+    ) / len(pairs)
     assert psnr == pytest.approx(exp_psnr, rel=1e-5) and ssim == pytest.approx(exp_ssim, rel=1e-4, abs=1e-6)
     # PSNR = 20·log10(MAX/√MSE) with MAX = 1 on [0, 1] pixels
     g, r = metrics.to_unit(gen[:1]), metrics.to_unit(refs[:1])
-    assert metrics.psnr_ssim_against(gen[:1], refs[:1])[0] == pytest.approx(20 * math.log10(1 / float(((g - r) ** 2).mean()) ** 0.5), rel=1e-5)
+    assert metrics.psnr_ssim_against(gen[:1], refs[:1])[0] == pytest.approx(
+        20 * math.log10(1 / float(((g - r) ** 2).mean()) ** 0.5), rel=1e-5
+    )
 
 
 def test_class_coverage() -> None:

@@ -20,10 +20,14 @@ from ddpm_lightning.lit.metric_callbacks import GenerativeMetrics
 
 
 def test_package_imports_neither_lightning_nor_hydra() -> None:
-    code = ("import sys, ddpm_lightning.evaluation, ddpm_lightning.evaluation.classifier; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')); "
-            "print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    code = (
+        "import sys, ddpm_lightning.evaluation, ddpm_lightning.evaluation.classifier; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ.copy()
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -60,4 +64,9 @@ def test_callback_and_evaluate_share_one_metrics_config() -> None:
     assert differ <= {"n", "seed", "data_root", "split", "bootstrap"}, differ
     assert study["n"] == 1000 and study["fid"] and default["n"] == 100 and not default["fid"]
     cb = GenerativeMetrics(**{k: v for k, v in default.items() if k != "_target_"})
-    assert cb.quality.n == 100 and cb.quality.switches == {"psnr_ssim": True, "fid": False, "kid": False, "fid_mnist": True}
+    assert cb.quality.n == 100 and cb.quality.switches == {
+        "psnr_ssim": True,
+        "fid": False,
+        "kid": False,
+        "fid_mnist": True,
+    }

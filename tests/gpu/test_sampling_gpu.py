@@ -21,7 +21,12 @@ from tests.helpers.run import run_cli
 SAMPLERS = {
     "ancestral": ("sampler=ancestral",),
     "ddim": ("sampler=ddim", "sampler.num_steps=5", "sampler.spacing=linear,quadratic,logsnr"),
-    "dpm_solver": ("sampler=dpm_solver", "sampler.num_steps=5", "sampler.spacing=linear,quadratic,logsnr", "sampler.order=1,2"),
+    "dpm_solver": (
+        "sampler=dpm_solver",
+        "sampler.num_steps=5",
+        "sampler.spacing=linear,quadratic,logsnr",
+        "sampler.order=1,2",
+    ),
 }
 
 
@@ -40,25 +45,53 @@ def _samples(sweep: Path) -> list[torch.Tensor]:
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_sample_with_every_sampler(gpu_run: Path, tmp_path: Path, name: str) -> None:
     ckpt = gpu_run / "checkpoints" / "last.ckpt"
-    proc = run_cli("ddpm_lightning.sample", "-m", f"ckpt_path={ckpt}", "n=4", f"device={DEVICE}", "save_tensor=true",
-                   f"hydra.sweep.dir={tmp_path}", *SAMPLERS[name])
+    proc = run_cli(
+        "ddpm_lightning.sample",
+        "-m",
+        f"ckpt_path={ckpt}",
+        "n=4",
+        f"device={DEVICE}",
+        "save_tensor=true",
+        f"hydra.sweep.dir={tmp_path}",
+        *SAMPLERS[name],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(_samples(tmp_path)) == {"ancestral": 1, "ddim": 3, "dpm_solver": 6}[name]
 
 
 def test_sample_and_evaluate_with_cold(blur_run: Path, tmp_path: Path) -> None:
     ckpt = blur_run / "checkpoints" / "last.ckpt"
-    proc = run_cli("ddpm_lightning.sample", "-m", f"ckpt_path={ckpt}", "n=4", f"device={DEVICE}", "save_tensor=true",
-                   f"hydra.sweep.dir={tmp_path / 's'}", "sampler=cold", "sampler.num_steps=null,5")
+    proc = run_cli(
+        "ddpm_lightning.sample",
+        "-m",
+        f"ckpt_path={ckpt}",
+        "n=4",
+        f"device={DEVICE}",
+        "save_tensor=true",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        "sampler=cold",
+        "sampler.num_steps=null,5",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(_samples(tmp_path / "s")) == 2
     _evaluate(ckpt, tmp_path / "e", "sampler=cold")
 
 
 def _evaluate(ckpt: Path, sweep: Path, *overrides: str) -> list[dict]:
-    proc = run_cli("ddpm_lightning.evaluate", "-m", f"ckpt_path={ckpt}", "n=8", f"device={DEVICE}", "metrics.psnr_references=8",
-                   "metrics.inception_dims=64", "metrics.kid_subsets=5", "metrics.kid_subset_size=4", "denoise.n=8",
-                   f"hydra.sweep.dir={sweep}", *overrides)
+    proc = run_cli(
+        "ddpm_lightning.evaluate",
+        "-m",
+        f"ckpt_path={ckpt}",
+        "n=8",
+        f"device={DEVICE}",
+        "metrics.psnr_references=8",
+        "metrics.inception_dims=64",
+        "metrics.kid_subsets=5",
+        "metrics.kid_subset_size=4",
+        "denoise.n=8",
+        f"hydra.sweep.dir={sweep}",
+        *overrides,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     for report in reports:
@@ -88,8 +121,14 @@ def test_resume_across_devices(gpu_run: Path, tmp_path: Path, direction: str) ->
     else:
         train(run, "trainer.accelerator=cpu", "trainer.max_epochs=2")
     accelerator = ACCELERATOR if then == "gpu" else "cpu"
-    proc = run_cli("ddpm_lightning.train", *TINY, f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=3",
-                   f"trainer.accelerator={accelerator}", timeout=240)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "trainer.max_epochs=3",
+        f"trainer.accelerator={accelerator}",
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_run(run)
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 2  # 2 epochs, then 1 more
@@ -115,4 +154,9 @@ def test_samples_agree_with_the_cpu(gpu_run: Path, device: torch.device) -> None
         assert on_device.device.type == device.type
         assert (on_device.cpu() - on_cpu).abs().mean() < 0.02
     process = DiffusionProcess(schedules.linear(T=20), Gaussian()).to(device)  # timesteps stay host-side
-    assert DDIM(process, num_steps=5, spacing="logsnr").sample(lambda z, t: 0 * z, (2, 1, 28, 28), device=device).isfinite().all()
+    assert (
+        DDIM(process, num_steps=5, spacing="logsnr")
+        .sample(lambda z, t: 0 * z, (2, 1, 28, 28), device=device)
+        .isfinite()
+        .all()
+    )

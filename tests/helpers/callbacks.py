@@ -68,7 +68,9 @@ class RecordBatches(pl.Callback):
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: tuple, *args: object) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: tuple, *args: object
+    ) -> None:
         x = batch[0].flatten(1).double()  # (B, 784)
         weights = torch.arange(1, x.shape[1] + 1, dtype=torch.float64)
         with open(self.path, "a") as f:

@@ -16,9 +16,21 @@ from tests.helpers.run import TINY
 
 
 def test_module_node_is_the_lightning_module_with_the_user_groups() -> None:
-    cfg = _compose("train", ["T=20", "schedule=geometric", "model=unet", "capacity.channels=[8,16]", "degradation=des",
-                             "degradation.temperature=2", "sampler=ddim", "sampler.num_steps=5", "optimizer.lr=1e-3",
-                             "module.check_finite=false"])
+    cfg = _compose(
+        "train",
+        [
+            "T=20",
+            "schedule=geometric",
+            "model=unet",
+            "capacity.channels=[8,16]",
+            "degradation=des",
+            "degradation.temperature=2",
+            "sampler=ddim",
+            "sampler.num_steps=5",
+            "optimizer.lr=1e-3",
+            "module.check_finite=false",
+        ],
+    )
     build_module(cfg)
     assert cfg.schedule._get_node("T")._value() == "${T}"  # build_module does not resolve the caller's config in place
     module = instantiate(cfg.module)
@@ -37,8 +49,14 @@ def test_generate_uses_the_image_shape_argument() -> None:
 def test_resume_check_ignores_runtime_keys_and_names_user_keys(trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     assert set(RUNTIME_KEYS) >= {"compile", "channels_last", "sample_precision", "check_finite", "optimizer"}
-    runtime = ["module.compile=true", "module.channels_last=true", "module.sample_precision=32-true",
-               "module.check_finite=false", "optimizer.lr=1e-3", "sampler=ddim"]
+    runtime = [
+        "module.compile=true",
+        "module.channels_last=true",
+        "module.sample_precision=32-true",
+        "module.check_finite=false",
+        "optimizer.lr=1e-3",
+        "sampler=ddim",
+    ]
     check_compatible(ckpt, _compose("train", [*TINY, *runtime]).module)  # what resume applies: fine
     with pytest.raises(DDPMError, match=r"different model config: T=20 \(now 30\)$"):
         check_compatible(ckpt, _compose("train", [*TINY, "T=30"]).module)
@@ -51,7 +69,9 @@ def test_checkpoint_of_the_old_layout_still_loads(trained_run: Path, tmp_path: P
     ckpt = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     run_config = ckpt[CONFIG_KEY]
     assert run_config["module"]["_target_"] == "ddpm_lightning.lit.module.DiffusionModule"
-    old_module = {k: v for k, v in run_config["module"].items() if k in RUNTIME_KEYS and k not in ("sampler", "optimizer")}
+    old_module = {
+        k: v for k, v in run_config["module"].items() if k in RUNTIME_KEYS and k not in ("sampler", "optimizer")
+    }
     old = tmp_path / "old.ckpt"
     torch.save({**ckpt, CONFIG_KEY: {**run_config, "module": old_module}}, old)
     new_images = load_module(trained_run / "checkpoints" / "last.ckpt")[0].generate(2, seed=0)

@@ -17,8 +17,9 @@ def test_download_error_names_its_full_cause(tmp_path: Path, monkeypatch: pytest
         try:
             raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
         except urllib.error.URLError as e:
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://example/mnist, got:\n"
-                               f"{e}") from e
+            raise RuntimeError(
+                f"Error downloading train-images-idx3-ubyte.gz:\nTried https://example/mnist, got:\n{e}"
+            ) from e
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
     with pytest.raises(DDPMError) as info:

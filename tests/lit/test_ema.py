@@ -23,9 +23,16 @@ STEPS = 3
 def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("ema") / "run"
     proc = run_cli(
-        "ddpm_lightning.train", *TINY, "callbacks=ema", "degradation=des", f"trainer.limit_train_batches={STEPS}",
-        "callbacks.generative_metrics.n=8", "callbacks.generative_metrics.psnr_references=4", "callbacks.denoising_metrics.n=4",
-        "callbacks.ema.decay=0.9", f"hydra.run.dir={run_dir}",
+        "ddpm_lightning.train",
+        *TINY,
+        "callbacks=ema",
+        "degradation=des",
+        f"trainer.limit_train_batches={STEPS}",
+        "callbacks.generative_metrics.n=8",
+        "callbacks.generative_metrics.psnr_references=4",
+        "callbacks.denoising_metrics.n=4",
+        "callbacks.ema.decay=0.9",
+        f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir / "checkpoints" / "last.ckpt"
@@ -39,7 +46,9 @@ def test_checkpoint_holds_ema_weights(ema_run: Path) -> None:
     assert int(ckpt["averaging_state"]["n_averaged"]) == STEPS  # one update per optimizer step
     params = [k for k in ema if k.startswith("network.")]
     differ = [k for k in params if not torch.equal(ema[k], raw[k])]
-    assert len(differ) > len(params) // 2, f"EMA weights equal the raw ones for most tensors: {sorted(set(params) - set(differ))}"
+    assert len(differ) > len(params) // 2, (
+        f"EMA weights equal the raw ones for most tensors: {sorted(set(params) - set(differ))}"
+    )
     # buffers are copies of the raw model's, not averages: the cumulative DES statistics stay exact
     assert torch.equal(ema["degradation.running_scale"], raw["degradation.running_scale"])
     assert int(ema["degradation.num_batches"]) == STEPS

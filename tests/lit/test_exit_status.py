@@ -21,10 +21,20 @@ pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subproc
 
 
 @pytest.mark.parametrize("sig, rc", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_interrupted_run_exits_128_plus_signal_and_writes_marked_metrics(tmp_path: Path, data_dir: Path, sig: str, rc: int) -> None:
+def test_interrupted_run_exits_128_plus_signal_and_writes_marked_metrics(
+    tmp_path: Path, data_dir: Path, sig: str, rc: int
+) -> None:
     run = tmp_path / "run"
-    proc = run_cli("ddpm_lightning.train", *UNBOUNDED, "trainer.max_epochs=3", "+callbacks.sig._target_=tests.helpers.callbacks.SignalAt",
-                   "+callbacks.sig.step=2", f"+callbacks.sig.sig={sig}", f"hydra.run.dir={run}", timeout=600)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *UNBOUNDED,
+        "trainer.max_epochs=3",
+        "+callbacks.sig._target_=tests.helpers.callbacks.SignalAt",
+        "+callbacks.sig.step=2",
+        f"+callbacks.sig.sig={sig}",
+        f"hydra.run.dir={run}",
+        timeout=600,
+    )
     assert proc.returncode == rc, proc.stderr[-3000:]  # old code: SIGTERM 0, Ctrl-C 1
     assert "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
@@ -39,8 +49,17 @@ def test_interrupted_run_exits_128_plus_signal_and_writes_marked_metrics(tmp_pat
 
 def test_sigterm_in_a_sweep_exits_non_zero_and_names_the_jobs_not_run(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_cli("ddpm_lightning.train", "-m", *UNBOUNDED, "trainer.max_epochs=3", "seed=0,1,2",
-                   "+callbacks.sig._target_=tests.helpers.callbacks.SignalAt", "+callbacks.sig.step=1", f"hydra.sweep.dir={sweep}", timeout=600)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        "-m",
+        *UNBOUNDED,
+        "trainer.max_epochs=3",
+        "seed=0,1,2",
+        "+callbacks.sig._target_=tests.helpers.callbacks.SignalAt",
+        "+callbacks.sig.step=1",
+        f"hydra.sweep.dir={sweep}",
+        timeout=600,
+    )
     assert proc.returncode == 143, proc.stderr[-3000:]  # old code: 0, and jobs 1-2 silently never ran
     assert "jobs not run: job 1: seed=1; job 2: seed=2" in proc.stderr, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]
@@ -50,8 +69,14 @@ def test_sigterm_in_a_sweep_exits_non_zero_and_names_the_jobs_not_run(tmp_path: 
 def test_sigterm_during_validation_keeps_that_epochs_validation_metrics(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
     # 2 validation batches (128 images, batches of 64): the signal comes after the first
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=3", "+callbacks.sig._target_=tests.helpers.callbacks.SignalInValidation",
-                   f"hydra.run.dir={run}", timeout=600)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "trainer.max_epochs=3",
+        "+callbacks.sig._target_=tests.helpers.callbacks.SignalInValidation",
+        f"hydra.run.dir={run}",
+        timeout=600,
+    )
     assert proc.returncode == 143, proc.stderr[-3000:]
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()

@@ -43,11 +43,26 @@ def _scalars(logdir: Path) -> tuple[dict[str, list[int]], EventAccumulator]:
 def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, weights: Path) -> None:
     module = build_module(_compose("T=20"))
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
-    gen = GenerativeMetrics(n=4, kid_subsets=3, psnr_references=20, inception_weights=str(weights), inception_dims=64,
-                            cache_dir=str(tmp_path / "cache"), bootstrap=5)
+    gen = GenerativeMetrics(
+        n=4,
+        kid_subsets=3,
+        psnr_references=20,
+        inception_weights=str(weights),
+        inception_dims=64,
+        cache_dir=str(tmp_path / "cache"),
+        bootstrap=5,
+    )
     den = DenoisingMetrics(n=8, timesteps=[1, 10, 20])
-    trainer = pl.Trainer(max_epochs=2, limit_train_batches=1, accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="tb", version=""),
-                         callbacks=[gen, den], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        accelerator="cpu",
+        logger=TensorBoardLogger(tmp_path, name="tb", version=""),
+        callbacks=[gen, den],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, dm)
 
     keys = ["psnr", "ssim", "fid", "kid", "kid_std", "fid_mnist", "class_entropy", "modes_covered"]
@@ -64,15 +79,23 @@ def test_tiny_run_logs_every_metric_each_epoch(tmp_path: Path, data_dir: Path, w
     assert gen.quality.inception.calls == 2 + 2 and gen.quality.classifier.calls == 2 + 2
     cached = sorted(p.name for p in (tmp_path / "cache" / "features").glob("*.pt"))
     assert [n.split("_")[:3] for n in cached] == [
-        ["test", "n4", "inception-v3-compat-64-tf1-bilinear"], ["test", "n4", f"{gen.quality.classifier.name}"],
-        ["train", "n4", "inception-v3-compat-64-tf1-bilinear"], ["train", "n4", f"{gen.quality.classifier.name}"]]
+        ["test", "n4", "inception-v3-compat-64-tf1-bilinear"],
+        ["test", "n4", f"{gen.quality.classifier.name}"],
+        ["train", "n4", "inception-v3-compat-64-tf1-bilinear"],
+        ["train", "n4", f"{gen.quality.classifier.name}"],
+    ]
     assert len(list((tmp_path / "cache" / "floors").glob("fid_train-vs-test_n4_*.json"))) == 2
     settings = gen.quality.settings({"name": "ancestral", "steps": 20})
-    assert settings["fid"]["extractor"].startswith("inception-v3-compat-64-tf1-bilinear, 64-d") and settings["psnr/ssim"]["references"] == 20
+    assert (
+        settings["fid"]["extractor"].startswith("inception-v3-compat-64-tf1-bilinear, 64-d")
+        and settings["psnr/ssim"]["references"] == 20
+    )
     assert settings["samples"]["n_generated"] == 4 and settings["real"] == {"split": "test", "n_real": 4}
 
     # a second run with the same settings reads the real features from disk: no pass over real data
-    gen2 = SampleQuality(n=4, psnr_ssim=False, fid=False, kid=False, cache_dir=str(tmp_path / "cache"), data_root=str(data_dir))
+    gen2 = SampleQuality(
+        n=4, psnr_ssim=False, fid=False, kid=False, cache_dir=str(tmp_path / "cache"), data_root=str(data_dir)
+    )
     gen2.prepare()
     assert gen2.classifier.calls == 0
 
@@ -126,15 +149,28 @@ def test_missing_weights_stop_the_run_at_start_up(tmp_path: Path, data_dir: Path
     module.training_step = lambda batch, idx: steps.append(idx)  # type: ignore[method-assign]
     dm = MNISTDataModule(root=str(data_dir), batch_size=32, train_subset=64, val_subset=32, download=False)
     gen = GenerativeMetrics(n=4, inception_weights=str(tmp_path / "none.pth"))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, callbacks=[gen], enable_checkpointing=False, enable_progress_bar=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[gen],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     with pytest.raises(DDPMError, match="Inception weights not found"):
         trainer.fit(module, dm)
     assert steps == []
 
     # through the CLI: one line, exit 2, nothing trained
     run = tmp_path / "run"
-    proc = run_cli("ddpm_lightning.train", *TINY, "callbacks=metrics", "callbacks.generative_metrics.inception_weights=/no/inception.pth",
-                   f"hydra.run.dir={run}", f"paths.cache_dir={tmp_path / 'cache'}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "callbacks=metrics",
+        "callbacks.generative_metrics.inception_weights=/no/inception.pth",
+        f"hydra.run.dir={run}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: Inception weights not found: /no/inception.pth (from callbacks.generative_metrics.inception_weights); "
@@ -149,7 +185,9 @@ def test_metrics_config_composes_and_instantiates(tmp_path: Path) -> None:
     assert gm.n == 1000 and gm.fid and gm.kid and gm.fid_mnist and gm.psnr_ssim and "denoising_metrics" in cfg.callbacks
     cb = instantiate(gm, cache_dir=str(tmp_path / "c"))
     assert isinstance(cb, GenerativeMetrics) and cb.sampler is None
-    ddim = instantiate(gm, sampler={"_target_": "ddpm_lightning.core.samplers.DDIM", "_partial_": True, "num_steps": 5}, cache_dir=None)
+    ddim = instantiate(
+        gm, sampler={"_target_": "ddpm_lightning.core.samplers.DDIM", "_partial_": True, "num_steps": 5}, cache_dir=None
+    )
     module = build_module(_compose("T=20"))
     assert module.make_sampler(ddim.sampler).name == "ddim"
     default = _compose().callbacks.generative_metrics  # default training: cheap metrics only

@@ -24,7 +24,9 @@ from tests.helpers.run import DATA_DIR, TINY, wait_for
 def test_sampler_calls_back_after_each_step() -> None:
     calls: list[tuple[int, int]] = []
     schedule = schedules.linear(T=10)
-    DDIM(DiffusionProcess(schedule, Gaussian()), num_steps=4).sample(lambda z, t: torch.zeros_like(z), (2, 1, 8, 8), callback=lambda i, n: calls.append((i, n)))
+    DDIM(DiffusionProcess(schedule, Gaussian()), num_steps=4).sample(
+        lambda z, t: torch.zeros_like(z), (2, 1, 8, 8), callback=lambda i, n: calls.append((i, n))
+    )
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
@@ -53,9 +55,18 @@ def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: 
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     with open(log, "w") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ddpm_lightning.train", *TINY, "T=4000", "callbacks.sample_grid.n=16",
-             f"hydra.run.dir={run_dir}"],
-            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+            [
+                sys.executable,
+                "-m",
+                "ddpm_lightning.train",
+                *TINY,
+                "T=4000",
+                "callbacks.sample_grid.n=16",
+                f"hydra.run.dir={run_dir}",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
         )
         started = wait_for(lambda: "Sampling 16 images" in log.read_text(), proc)  # the grid's bar: sampling began
         proc.send_signal(signal.SIGTERM)

@@ -42,8 +42,14 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     straight = _scalars(trained_run, "train/loss_step")
     assert first == straight[: len(first)]
 
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"ckpt_path={run_b / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={tmp_path / 'resume'}", cwd=tmp_path)
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *TINY,
+        "trainer.max_epochs=2",
+        f"ckpt_path={run_b / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'resume'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name for p in tmp_path.iterdir()} <= {"b", "resume", ".cache"}
     assert {p.name for p in (tmp_path / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
@@ -66,8 +72,13 @@ def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: P
     straight, part = tmp_path / "straight", tmp_path / "part"
     assert run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", f"hydra.run.dir={straight}").returncode == 0
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={part}").returncode == 0
-    proc = run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
-                   f"hydra.run.dir={tmp_path / 'resume'}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        "trainer.max_epochs=2",
+        f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'resume'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(part / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 4
@@ -84,14 +95,18 @@ def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: P
 
 
 def _snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()
+    }
 
 
 @pytest.mark.e2e
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path, trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = _snapshot(trained_run)
-    proc = run_cli("ddpm_lightning.train", *TINY, "capacity=large", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'r'}")
+    proc = run_cli(
+        "ddpm_lightning.train", *TINY, "capacity=large", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'r'}"
+    )
     assert proc.returncode == 2
     assert _snapshot(trained_run) == before  # the earlier run is untouched
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
@@ -114,7 +129,9 @@ def _restore_sigint() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("sig, rc, name", [(signal.SIGTERM, 143, "SIGTERMException"), (signal.SIGINT, 130, "KeyboardInterrupt")])
+@pytest.mark.parametrize(
+    "sig, rc, name", [(signal.SIGTERM, 143, "SIGTERMException"), (signal.SIGINT, 130, "KeyboardInterrupt")]
+)
 def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: int, rc: int, name: str) -> None:
     run_dir = tmp_path / "run"
     log = tmp_path / "log.txt"
@@ -122,10 +139,21 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     args = list(UNBOUNDED)
     with open(log, "w") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
-             "callbacks.progress_bar.refresh_rate=1", "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
-             f"+callbacks.steps.path={steps}", f"hydra.run.dir={run_dir}"],
-            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+            [
+                sys.executable,
+                "-m",
+                "ddpm_lightning.train",
+                *args,
+                "trainer.max_epochs=1000",
+                "data.train_subset=4096",
+                "callbacks.progress_bar.refresh_rate=1",
+                "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
+                f"+callbacks.steps.path={steps}",
+                f"hydra.run.dir={run_dir}",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
             preexec_fn=_restore_sigint,
         )
         # a state, not a time: at least 2 optimizer steps done, however busy the machine is
@@ -147,9 +175,19 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
     run_dir = tmp_path / "run"
     args = list(UNBOUNDED)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ddpm_lightning.train", *args, "trainer.max_epochs=1000", "data.train_subset=4096",
-         "callbacks.step_checkpoint.every_n_train_steps=2", f"hydra.run.dir={run_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+        [
+            sys.executable,
+            "-m",
+            "ddpm_lightning.train",
+            *args,
+            "trainer.max_epochs=1000",
+            "data.train_subset=4096",
+            "callbacks.step_checkpoint.every_n_train_steps=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     wait_for(lambda: last.is_file() and read_checkpoint(last)["global_step"] >= 4, proc)
@@ -168,8 +206,13 @@ def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
     # killed right after step 4 (8 batches per epoch): the step checkpoint of step 3 is all that is left
-    proc = run_cli("ddpm_lightning.train", *args, "+callbacks.kill._target_=tests.helpers.callbacks.KillAt", "+callbacks.kill.step=4",
-                   f"hydra.run.dir={cut}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *args,
+        "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
+        "+callbacks.kill.step=4",
+        f"hydra.run.dir={cut}",
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     last = cut / "checkpoints" / "last.ckpt"
     assert read_checkpoint(last)["global_step"] == 3 and read_checkpoint(last)["epoch"] == 0
@@ -232,10 +275,19 @@ def test_non_finite_loss_stops_training_without_a_best_checkpoint(tmp_path: Path
     module = DiffusionModule(_NaNAfter(3), schedules.linear(T=10), Gaussian(), Ancestral)
     data = TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1, torch.zeros(64))
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_last=True)
-    trainer = pl.Trainer(max_epochs=3, callbacks=[ckpt], logger=False, enable_progress_bar=False,
-                         num_sanity_val_steps=0, limit_val_batches=0)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at global step 3, epoch 0, batch 3: "
-                       r"batch min .* max .* mean .* std .*"):
+    trainer = pl.Trainer(
+        max_epochs=3,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite training loss \(nan\) at global step 3, epoch 0, batch 3: "
+        r"batch min .* max .* mean .* std .*",
+    ):
         trainer.fit(module, DataLoader(data, batch_size=8))
     assert not list(tmp_path.glob("*.ckpt"))
 

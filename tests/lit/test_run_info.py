@@ -27,7 +27,9 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert proc.returncode == 0, out[-3000:]
     assert not [n for n in NOISE if n in out], out[-5000:]  # run_cli no longer hides warnings
     start = out.index("run directory: ")
-    assert "schedule=geometric" in out[:start] and "1 epochs x 7 steps each (batch 64), log every 1 steps" in out[:start]
+    assert (
+        "schedule=geometric" in out[:start] and "1 epochs x 7 steps each (batch 64), log every 1 steps" in out[:start]
+    )
     assert f"run directory: {run_dir}" in out and "s/step: training ~" in out and "epoch 0 took" in out
     assert "Sampling 4 images" in out and "Sampling 8 images" in out  # the grid's and the metrics' bars
     end = out.index("final metrics:")
@@ -48,20 +50,34 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
 @pytest.mark.e2e
 def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path, data_dir: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_cli("ddpm_lightning.train", "-m", *TINY, "seed=0,1", "callbacks.generative_metrics=null",
-                   "callbacks.denoising_metrics=null", f"hydra.sweep.dir={sweep}")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        "-m",
+        *TINY,
+        "seed=0,1",
+        "callbacks.generative_metrics=null",
+        "callbacks.denoising_metrics=null",
+        f"hydra.sweep.dir={sweep}",
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert out.count(f"sweep directory: {sweep}") == 2  # at the start and at the end
-    assert proc.stdout.rstrip().endswith(f"tensorboard --logdir {sweep}  (the HParams tab compares the runs)"), out[-2000:]
+    assert proc.stdout.rstrip().endswith(f"tensorboard --logdir {sweep}  (the HParams tab compares the runs)"), out[
+        -2000:
+    ]
     assert f"python -m ddpm_lightning.report {sweep}\n" in out
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("entry", ["train", "sample", "evaluate"])
 def test_an_override_typo_fails_before_torch_is_imported(entry: str) -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"ddpm_lightning.{entry}", "schedul=linear"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)})
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", f"ddpm_lightning.{entry}", "schedul=linear"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+    )
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert errors == ["error: Could not override 'schedul'. To append to your config use +schedul=linear"]

@@ -40,7 +40,9 @@ def test_network_runs_in_the_sample_precision(trained_run: Path) -> None:
     full = module.generate(6, seed=2)
     assert not torch.equal(low, full)  # bf16 really changes the network's numbers ...
     assert (low - full).abs().mean() < 0.05  # ... but not the samples' content
-    with pytest.raises(DDPMError, match=r"sample precision must be one of \['32-true', .*'bf16-mixed', '16-mixed'\], got 'fp8'"):
+    with pytest.raises(
+        DDPMError, match=r"sample precision must be one of \['32-true', .*'bf16-mixed', '16-mixed'\], got 'fp8'"
+    ):
         module.set_sample_precision("fp8")
 
 
@@ -49,12 +51,21 @@ def test_sample_cli_precision(trained_run: Path, tmp_path: Path) -> None:
     tensors = {}
     for precision in ("32-true", "bf16-mixed"):
         out = tmp_path / f"{precision}.png"
-        proc = run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", f"precision={precision}", f"output={out}",
-                       "save_tensor=true", f"hydra.run.dir={tmp_path / precision}")
+        proc = run_cli(
+            "ddpm_lightning.sample",
+            f"ckpt_path={last}",
+            "n=4",
+            f"precision={precision}",
+            f"output={out}",
+            "save_tensor=true",
+            f"hydra.run.dir={tmp_path / precision}",
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         tensors[precision] = torch.load(out.with_suffix(".pt"), weights_only=True)
     assert not torch.equal(tensors["32-true"], tensors["bf16-mixed"])
-    proc = run_cli("ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "precision=fp8", f"hydra.run.dir={tmp_path / 'bad'}")
+    proc = run_cli(
+        "ddpm_lightning.sample", f"ckpt_path={last}", "n=4", "precision=fp8", f"hydra.run.dir={tmp_path / 'bad'}"
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: sample precision must be one of ['32-true', '32', '64-true', 'bf16-mixed', '16-mixed'], got 'fp8'"

@@ -33,7 +33,9 @@ class MNISTClassifier(nn.Module):
         super().__init__()
         widths = validate_channels(channels)
         if len(widths) != 2 or not (isinstance(feature_dim, int) and feature_dim > 0):
-            raise DDPMError(f"classifier needs two channel widths and feature_dim > 0, got {list(widths)!r}, {feature_dim!r}")
+            raise DDPMError(
+                f"classifier needs two channel widths and feature_dim > 0, got {list(widths)!r}, {feature_dim!r}"
+            )
         c1, c2 = widths
         self.channels = (c1, c2)
         self.feature_dim = feature_dim

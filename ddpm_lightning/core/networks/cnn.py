@@ -41,9 +41,7 @@ class CNN(nn.Module):
         super().__init__()
         self.channels = validate_channels(channels)
         widths = (in_channels, *self.channels)
-        self.blocks = nn.ModuleList(
-            CNNBlock(a, b, image_size, kernel_size) for a, b in zip(widths[:-1], widths[1:])
-        )
+        self.blocks = nn.ModuleList(CNNBlock(a, b, image_size, kernel_size) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Conv2d(self.channels[-1], in_channels, last_kernel_size, padding=last_kernel_size // 2)
         self.time_embed = TimeEmbedding(self.channels[0], dim=time_dim)
 

@@ -39,7 +39,9 @@ class TimeEmbedding(nn.Module):
     def __init__(self, out_dim: int, dim: int = 32, hidden: int = 128, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         self.dim = dim
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, out_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, out_dim)
+        )
 
     def forward(self, t: Tensor) -> Tensor:
         return self.mlp(sinusoidal_embedding(t, self.dim))
