@@ -231,8 +231,10 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
             )
             r["speed_options"]["verdict"] = verdict(r["speed_options"])
     notes.append(
-        f"Extrapolated: an epoch = measured step time × 468; Inception features timed on {p['inception_images']} images and "
-        f"PSNR/SSIM on {p['psnr_images']} samples, scaled to N = {p['eval_n']}; KID from {p['kid_subsets']} of 100 subsets."
+        f"Extrapolated: an epoch = measured step time × 468; Inception features timed on "
+        f"{p['inception_images']} images and "
+        f"PSNR/SSIM on {p['psnr_images']} samples, scaled to N = {p['eval_n']}; "
+        f"KID from {p['kid_subsets']} of 100 subsets."
     )
     if device.type == "cpu":
         notes.append(
@@ -280,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "--n-samples",
         type=int,
         default=None,
-        help="images per sampler in section 3 (default: 100 on CPU, 1000 on GPU; classifier FID is biased and noisy at small n)",
+        help=(
+            "images per sampler in section 3 (default: 100 on CPU, 1000 on GPU; "
+            "classifier FID is biased and noisy at small n)"
+        ),
     )
     ap.add_argument("--smoke", action="store_true", help="tiny settings (seconds; for tests): numbers are meaningless")
     ap.add_argument(

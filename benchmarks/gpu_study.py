@@ -1,6 +1,7 @@
 """The study on one GPU, a few epochs per run, and the projected cost of the whole study (50 epochs each).
 
-    python -m benchmarks.gpu_study                 # the five study runs, 2 epochs each, speed=gpu (≤ 10 min on one H200)
+    python -m benchmarks.gpu_study                 # the five study runs, 2 epochs each, speed=gpu
+                                                   # (≤ 10 min on one H200)
     python -m benchmarks.gpu_study --epochs 3 --extra callbacks.generative_metrics.n=500
     python -m benchmarks.gpu_study --smoke         # the same plumbing on CPU with tiny settings (~2 min)
 
@@ -109,14 +110,17 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"{res['date']}; overrides {res['overrides']}; wall {res['wall_s']:.0f} s (budget {res['budget_s']:.0f} s).",
         "",
-        "| run | status | epochs | start-up s | first epoch s | steady epoch s | train s | val s | eval s | projected 50 epochs |",
+        "| run | status | epochs | start-up s | first epoch s | steady epoch s | train s | val s | eval s "
+        "| projected 50 epochs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
         proj = r.get("projected_s")
         L.append(
-            f"| {r['run']} | {r['status']} | {r.get('epochs_done', 0)} | {f(r['startup_s'])} | {f(r.get('first_epoch_s'))} | "
-            f"{f(r.get('steady_epoch_s'))} | {f(r.get('steady_train_s'))} | {f(r.get('steady_val_s'))} | {f(r.get('steady_eval_s'))} | "
+            f"| {r['run']} | {r['status']} | {r.get('epochs_done', 0)} | {f(r['startup_s'])} | "
+            f"{f(r.get('first_epoch_s'))} | "
+            f"{f(r.get('steady_epoch_s'))} | {f(r.get('steady_train_s'))} | {f(r.get('steady_val_s'))} | "
+            f"{f(r.get('steady_eval_s'))} | "
             f"{'–' if proj is None else f'{proj / 60:.1f} min'} |"
         )
     total = res["projected_total_s"]

@@ -140,9 +140,12 @@ def markdown(r: dict[str, Any]) -> str:
         L += [
             "## 1–2. Training throughput and data path",
             "",
-            f"Same network, Adam, batch {c['batch']}, precision {c['precision']}; {c['steps']} timed steps after {c['warmup']} "
-            f"warm-up steps per measurement ({'median step time' if r['meta']['device'] == 'cpu' else 'total time'}), "
-            f"{c['reps']} repetitions alternating the paths (order rotated each time); medians over repetitions. Lightning path: `Trainer.fit` from conf/train.yaml with {c['overrides']}, callbacks {c['callbacks']}, "
+            f"Same network, Adam, batch {c['batch']}, precision {c['precision']}; {c['steps']} timed steps after "
+            f"{c['warmup']} "
+            f"warm-up steps per measurement "
+            f"({'median step time' if r['meta']['device'] == 'cpu' else 'total time'}), "
+            f"{c['reps']} repetitions alternating the paths (order rotated each time); medians over repetitions. "
+            f"Lightning path: `Trainer.fit` from conf/train.yaml with {c['overrides']}, callbacks {c['callbacks']}, "
             f"loggers {c['logger']}, no validation.",
             "",
         ]
@@ -151,13 +154,16 @@ def markdown(r: dict[str, Any]) -> str:
             [[k, v, " – ".join(_f(x) for x in tr["images_per_s_range"][k])] for k, v in tr["images_per_s"].items()],
         )
         L += [
-            f"- Lightning / bare: **{_f(tr['lightning_vs_bare']['median'], 4)}** (per repetition {[round(x, 3) for x in tr['lightning_vs_bare']['per_rep']]})",
-            f"- real data module / synthetic tensors: **{_f(tr['data_vs_synthetic']['median'], 4)}** (per repetition {[round(x, 3) for x in tr['data_vs_synthetic']['per_rep']]})",
+            f"- Lightning / bare: **{_f(tr['lightning_vs_bare']['median'], 4)}** "
+            f"(per repetition {[round(x, 3) for x in tr['lightning_vs_bare']['per_rep']]})",
+            f"- real data module / synthetic tensors: **{_f(tr['data_vs_synthetic']['median'], 4)}** "
+            f"(per repetition {[round(x, 3) for x in tr['data_vs_synthetic']['per_rep']]})",
         ]
         if "on_device_vs_host_data" in tr:
             L += [f"- data on the GPU / in host memory: **{_f(tr['on_device_vs_host_data']['median'], 4)}**"]
         L += [
-            f"- seconds per step (Lightning): {_f(tr['step_s'], 4)}; an epoch (468 steps) ≈ {_f(tr['step_s'] * 468, 4)} s",
+            f"- seconds per step (Lightning): {_f(tr['step_s'], 4)}; "
+            f"an epoch (468 steps) ≈ {_f(tr['step_s'] * 468, 4)} s",
             "",
         ]
     ov = r.get("overhead")
@@ -165,7 +171,8 @@ def markdown(r: dict[str, Any]) -> str:
         L += [
             "### Framework cost per step",
             "",
-            f"{ov['network']}, {ov.get('torch_threads')} torch thread(s): ms per step of each path ({ov['steps']} steps, {ov['reps']} repetitions) and the difference to the bare loop, "
+            f"{ov['network']}, {ov.get('torch_threads')} torch thread(s): ms per step of each path "
+            f"({ov['steps']} steps, {ov['reps']} repetitions) and the difference to the bare loop, "
             "i.e. what Lightning adds to every step whatever the network. Each variant switches one suspect off.",
             "",
         ]
@@ -195,8 +202,10 @@ def markdown(r: dict[str, Any]) -> str:
         L += [
             "## 3. Sampling",
             "",
-            f"Checkpoint `{ck.get('path')}`: {ck.get('model')} {ck.get('channels')}, {ck.get('schedule')} schedule, T = {ck.get('T')}; {how}.",
-            f"{s['n']} samples per sampler in one batch, seed {s['seed']}; classifier FID against the first {s['n']} MNIST test images "
+            f"Checkpoint `{ck.get('path')}`: {ck.get('model')} {ck.get('channels')}, {ck.get('schedule')} schedule, "
+            f"T = {ck.get('T')}; {how}.",
+            f"{s['n']} samples per sampler in one batch, seed {s['seed']}; classifier FID against the first "
+            f"{s['n']} MNIST test images "
             f"(classifier {s['classifier']['path']}, test accuracy {s['classifier']['test_accuracy']}). "
             f"Real-vs-real floor at this N (test vs train images): {_f(s['fid_floor_real_vs_real'], 4)}.",
             "",
@@ -229,7 +238,8 @@ def markdown(r: dict[str, Any]) -> str:
             ],
         )
         L += [
-            "The interval: FID / ancestral when both sample sets are redrawn with replacement (100 rounds), i.e. how much "
+            "The interval: FID / ancestral when both sample sets are redrawn with replacement (100 rounds), "
+            "i.e. how much "
             "of the ratio the luck of n samples explains.",
             "",
         ]
@@ -263,8 +273,10 @@ def markdown(r: dict[str, Any]) -> str:
         L += [
             "## 5. Memory and FLOPs",
             "",
-            f"Measured matmul rate ({c['precision']}): {_f(c['matmul_flops_per_s'] / 1e9, 4)} GFLOP/s (2048² matmul); measured "
-            f"convolution rate: {_f(conv / 1e9 if conv else None, 4)} GFLOP/s (7×7, 128→256 channels, 28×28). {c['flops_note']}; "
+            f"Measured matmul rate ({c['precision']}): {_f(c['matmul_flops_per_s'] / 1e9, 4)} GFLOP/s "
+            f"(2048² matmul); measured "
+            f"convolution rate: {_f(conv / 1e9 if conv else None, 4)} GFLOP/s "
+            f"(7×7, 128→256 channels, 28×28). {c['flops_note']}; "
             f"FLOPs/step at batch {c['study_batch']}, achieved rate at the timing batch. "
             + (
                 "Each row in its own process."
@@ -318,7 +330,8 @@ def markdown(r: dict[str, Any]) -> str:
         L += [
             "## 6. Speed options",
             "",
-            f"Bare loop, batch {so['batch']}, {so['steps']} steps × {so['reps']} alternating repetitions, each option alone against the "
+            f"Bare loop, batch {so['batch']}, {so['steps']} steps × {so['reps']} alternating repetitions, "
+            f"each option alone against the "
             f"device preset `{so['preset_name']}` = {so['preset']}."
             + (
                 f" torch.compile's first steps took {_f(so['compile_warmup_s'], 3)} s."

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: ``python -m ddpm_lightning.evaluate ckpt_path=... n=1000 [sampler=ddim]``.
 
 n samples from a fixed seed -> every enabled metric of ``evaluation.SampleQuality`` (settings: the
-``metrics`` group, conf/metrics/, shared with the training callback) and ``DenoisingMetrics`` (``denoise``) -> ``<run dir>/metrics.json`` holding the values, what each
+``metrics`` group, conf/metrics/, shared with the training callback) and ``DenoisingMetrics``
+(``denoise``) -> ``<run dir>/metrics.json`` holding the values, what each
 was computed on (N, sampler and its steps, real split, extractor and weights) and the timings, plus a
 table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's sampler.
 """
@@ -42,7 +43,10 @@ def computed_on(key: str, settings: dict[str, Any]) -> str:
     smp = settings.get("samples", {})
     real = settings.get("real", {})
     sampler = smp.get("sampler", {})
-    gen = f"{smp.get('n_generated')} samples ({sampler.get('name')}, {sampler.get('steps')} steps, seed {smp.get('seed')})"
+    gen = (
+        f"{smp.get('n_generated')} samples ({sampler.get('name')}, {sampler.get('steps')} steps, "
+        f"seed {smp.get('seed')})"
+    )
     if key.endswith("_floor"):
         what = settings["fid" if key == "fid_floor" else "fid_mnist"]["extractor"]
         return f"{settings.get('floor', 'real vs real')}, {what}"

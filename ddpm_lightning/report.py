@@ -30,7 +30,9 @@ FIGURES = {
     "samples": "fig_samples.png",
 }
 CAPTIONS = {
-    "loss": "Training loss (epoch mean) and validation loss per epoch, one line per run (dashed: failed or incomplete).",
+    "loss": (
+        "Training loss (epoch mean) and validation loss per epoch, one line per run (dashed: failed or incomplete)."
+    ),
     "psnr_ssim": "PSNR and SSIM of the generated samples per epoch (val/psnr, val/ssim).",
     "fid": "FID, KID and the MNIST-classifier FID per epoch (val/fid, val/kid, val/fid_mnist).",
     "schedules": "β_t, ᾱ_t and SNR(t) (log scale) of each distinct noise schedule the runs used.",
@@ -114,7 +116,10 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ddpm_lightning.report",
-        description="Summarise training runs: a table of final metrics (report.md, report.csv) and figures, written into the runs' folder.",
+        description=(
+            "Summarise training runs: a table of final metrics (report.md, report.csv) and figures, "
+            "written into the runs' folder."
+        ),
     )
     parser.add_argument("sweep_dir", help="a multirun sweep directory, a folder of runs, or a single run directory")
     parser.add_argument("--out", default=None, help="write the report here instead of into sweep_dir")

@@ -27,7 +27,8 @@ STUB_ENTRIES = {".hydra", "train.log", "sample.log", "evaluate.log", "classifier
 
 
 def resume_run_dir(ckpt_path: str | None, default: str) -> str:
-    """Hydra's run dir for train: ``<run>/resumes/<time>`` for ``ckpt_path=<run>/checkpoints/x.ckpt``, else ``default``."""
+    """Hydra's run dir for train: ``<run>/resumes/<time>`` for ``ckpt_path=<run>/checkpoints/x.ckpt``,
+    else ``default``."""
     if ckpt_path:
         p = Path(str(ckpt_path)).resolve()
         if p.parent.name == "checkpoints" and p.parent.parent.is_dir():
@@ -77,7 +78,8 @@ def remove_stub(out: Path) -> bool:
 
 
 def sweep_jobs_not_run(argv: list[str], job_num: int) -> list[str] | None:
-    """The overrides of the jobs after ``job_num`` of a basic-sweeper multirun started with ``argv``; None if unknown."""
+    """The overrides of the jobs after ``job_num`` of a basic-sweeper multirun started with ``argv``;
+    None if unknown."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

@@ -4,8 +4,12 @@ Resolved when the trainer is built, from ``trainer.accelerator`` and the hardwar
 
 | option | CPU | GPU |
 |---|---|---|
-| precision | ``bf16-mixed`` where the CPU has native bf16 (AVX512-BF16 or AMX; ~1.8-2x the float32 step on this project's Zen 4), else ``32-true`` | ``bf16-mixed`` (``16-mixed`` on GPUs without bf16) |
-| data on the device | ``false`` (nothing to move) | ``true`` (batches gathered on the GPU), unless ``data.num_workers`` > 0 |
+| precision | ``bf16-mixed`` where the CPU has native bf16 (1), else ``32-true`` | ``bf16-mixed`` (3) |
+| data on the device | ``false`` (nothing to move) | ``true`` (batches gathered on the GPU) (2) |
+
+(1) AVX512-BF16 or AMX; ~1.8-2x the float32 step on this project's Zen 4.
+(2) unless ``data.num_workers`` > 0.
+(3) ``16-mixed`` on GPUs without bf16.
 
 ``speed=exact`` turns all of them off: float32, host data, the study's numerics exactly.
 """

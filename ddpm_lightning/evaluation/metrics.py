@@ -142,7 +142,8 @@ class InceptionFeatures(FeatureExtractor):
             what = f"loading {path}" if path else "downloading them"
             first = first_line(e)
             raise DDPMError(
-                f"FID/KID need the Inception weights ({INCEPTION_FILE}) and {what} failed ({type(e).__name__}: {first}); "
+                f"FID/KID need the Inception weights ({INCEPTION_FILE}) and {what} failed "
+                f"({type(e).__name__}: {first}); "
                 f"set {FID_WEIGHTS_ENV}=/path/to/{INCEPTION_FILE} or {weights_key}=/path/to/{INCEPTION_FILE}"
                 + (f", or turn FID/KID off ({how_to_disable})" if how_to_disable else "")
             ) from None

@@ -83,7 +83,8 @@ class SampleQuality:
             raise DDPMError(f"{config_key}.split must be 'train' or 'test', got {split!r}")
         if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0 or not 0 < confidence < 1:
             raise DDPMError(
-                f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), got {bootstrap!r}, {confidence!r}"
+                f"{config_key}: bootstrap must be an integer >= 0 and confidence in (0, 1), "
+                f"got {bootstrap!r}, {confidence!r}"
             )
         self.n, self.seed = n, seed
         self.switches = {"psnr_ssim": psnr_ssim, "fid": fid, "kid": kid, "fid_mnist": fid_mnist}
@@ -228,7 +229,8 @@ class SampleQuality:
         if self.floor_values:
             a, b = self.floor_sets
             s["floor"] = (
-                f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: disjoint real sets"
+                f"FID (same extractor) between the first {self.n_real} {a} and the first {self.n_real} {b} images: "
+                "disjoint real sets"
             )
         if self.bootstrap > 0:
             which = "fid_mnist" + (" and fid" if self.bootstrap_inception else "")

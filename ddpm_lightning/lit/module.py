@@ -102,7 +102,8 @@ class DiffusionModule(pl.LightningModule):
         loss, stats = self.diffusion_loss(x0)
         if self.check_finite and not torch.isfinite(loss):  # one host sync per step; off: check_finite=false
             raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at global step {self.global_step}, epoch {self.current_epoch}, "
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step}, "
+                f"epoch {self.current_epoch}, "
                 f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
                 f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
             )

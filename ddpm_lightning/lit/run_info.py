@@ -94,7 +94,8 @@ class RunInfo(pl.Callback):
             sampler = pl_module.make_sampler()
             sampler.set_timesteps()
             lines.append(
-                f"  {type(pl_module.network).__name__}, {pl_module.num_parameters():,} parameters, T={pl_module.schedule.T}, "
+                f"  {type(pl_module.network).__name__}, {pl_module.num_parameters():,} parameters, "
+                f"T={pl_module.schedule.T}, "
                 f"sampler {sampler.name} ({len(sampler.timesteps)} steps)"
             )
         steps = (

@@ -34,7 +34,8 @@ def check_resumable(path: str, trainer_cfg: DictConfig) -> None:
     if (max_epochs not in (None, -1) and epochs >= int(max_epochs)) or (max_steps > 0 and steps >= max_steps):
         raise DDPMError(
             f"checkpoint {path} has already trained {epochs} epochs ({steps} steps) and trainer.max_epochs={max_epochs}"
-            f"{f', trainer.max_steps={max_steps}' if max_steps > 0 else ''}: nothing left to train (the run is kept as it is); "
+            f"{f', trainer.max_steps={max_steps}' if max_steps > 0 else ''}: "
+            "nothing left to train (the run is kept as it is); "
             f"give trainer.max_epochs > {epochs} to train on"
         )
 

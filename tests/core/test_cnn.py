@@ -44,7 +44,8 @@ def test_core_imports_neither_lightning_nor_hydra():
     code = (
         "import sys, ddpm_lightning.core.schedules, ddpm_lightning.core.samplers, ddpm_lightning.core.degradations, "
         "ddpm_lightning.core.networks.cnn, ddpm_lightning.core.networks.unet; "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
-"""SampleQuality: free of Lightning and Hydra, persistent real statistics, one config group for the callback and evaluate."""
+"""SampleQuality: free of Lightning and Hydra, persistent real statistics, one config group for the callback
+and evaluate."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from ddpm_lightning.lit.metric_callbacks import GenerativeMetrics
 def test_package_imports_neither_lightning_nor_hydra() -> None:
     code = (
         "import sys, ddpm_lightning.evaluation, ddpm_lightning.evaluation.classifier; "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'hydra', 'omegaconf')); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run(

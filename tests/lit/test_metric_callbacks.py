@@ -1,4 +1,5 @@
-"""The metric callbacks in a run: every metric logged each epoch, real features once, denoising x̂0, start-up errors, config."""
+"""The metric callbacks in a run: every metric logged each epoch, real features once, denoising x̂0, start-up errors,
+config."""
 
 from __future__ import annotations
 
