@@ -44,10 +44,11 @@ evaluate: $(STAMP) ## metrics of a checkpoint (ARGS="ckpt_path=... n=1000 sample
 report: $(STAMP) ## table + figures of a sweep or run directory (ARGS="outputs/train/multiruns/<date>/<time>")
 	$(PY) -m ddpm_lightning.report $(ARGS)
 
-lint: $(STAMP) ## ruff check (rules in pyproject.toml [tool.ruff])
+lint: $(STAMP) ## ruff check and ruff format --check (rules in pyproject.toml [tool.ruff]); `ruff format .` fixes the format
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint ## ruff check, then the whole test suite
+test: $(STAMP) lint ## lint, then the whole test suite
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess or full fit (e2e), no Inception (slow), no GPU
