@@ -11,6 +11,15 @@ from tests.helpers.run import DATA_DIR, TINY, run_cli
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the ``trained_run`` fixture (a training through the entry point) is an e2e test, marked or
+    not: so ``-m "not e2e"`` leaves it out, and an unmarked one cannot make the shared fixture fail for all."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before the test's fixtures (a module-scoped fixture may run a training): only e2e tests run entry points."""
     run.E2E_ALLOWED[0] = item.get_closest_marker("e2e") is not None

@@ -46,6 +46,7 @@ def test_generate_uses_the_image_shape_argument() -> None:
     assert build_module(cfg).generate(2, seed=0).shape == (2, 1, 16, 16)
 
 
+@pytest.mark.e2e  # trained_run: a training through the entry point
 def test_resume_check_ignores_runtime_keys_and_names_user_keys(trained_run: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     assert set(RUNTIME_KEYS) >= {"compile", "channels_last", "sample_precision", "check_finite", "optimizer"}
@@ -64,6 +65,7 @@ def test_resume_check_ignores_runtime_keys_and_names_user_keys(trained_run: Path
         check_compatible(ckpt, _compose("train", [*TINY, "capacity.channels=[8]"]).module)
 
 
+@pytest.mark.e2e  # trained_run: a training through the entry point
 def test_checkpoint_of_the_old_layout_still_loads(trained_run: Path, tmp_path: Path) -> None:
     """Checkpoints written before the module node held its parts: ``module`` had only the runtime options."""
     ckpt = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
