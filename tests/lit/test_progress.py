@@ -50,8 +50,9 @@ def test_generate_counts_the_steps_of_all_chunks_and_can_be_stopped() -> None:
 
 @pytest.mark.e2e
 def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: Path, data_dir: Path) -> None:
-    """The sample grid's chain (4000 steps) is under way when SIGTERM arrives: the run saves and exits
-    without finishing it (no grid file), instead of after the whole chain (old code: minutes at T = 1000)."""
+    """The first per-epoch chain (the metrics' 8 samples, 4000 steps; the grid's comes after it) is under way when
+    SIGTERM arrives: the run saves and exits without finishing it (no grid file), instead of after the whole chain
+    (old code: minutes at T = 1000)."""
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     with open(log, "w") as f:
         proc = subprocess.Popen(
@@ -68,7 +69,7 @@ def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: 
             stderr=subprocess.STDOUT,
             env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
         )
-        started = wait_for(lambda: "Sampling 16 images" in log.read_text(), proc)  # the grid's bar: sampling began
+        started = wait_for(lambda: "Sampling 8 images" in log.read_text(), proc)  # the metrics' bar: sampling began
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     out = log.read_text()
