@@ -138,6 +138,11 @@ class TrainProgressBar(TQDMProgressBar):
         bar.start_t = bar.last_print_t = self.clock()
         return bar
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the TensorBoard run's name (the overrides), cut to 4 characters: noise
+        return metrics
+
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self.clock.resume()
         super().on_train_epoch_start(trainer, *args)
