@@ -50,7 +50,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     hparams = OmegaConf.load(tb_run / "hparams.yaml")
     assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 448  # the overrides ...
     assert "hydra.run.dir" not in hparams and "capacity" not in hparams  # ... not where it writes, nor defaults
-    assert acc.Images("samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
+    assert acc.Images("val/samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 
 
 @pytest.mark.e2e

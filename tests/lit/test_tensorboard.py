@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ddpm_lightning.lit.hparams import run_params
 from ddpm_lightning.lit.tensorboard import EPOCH_TAG, RunTensorBoardLogger, overrides_name, run_version
 from ddpm_lightning.reporting.runs import event_dir, read_scalars
 
@@ -47,3 +48,10 @@ def test_epoch_is_logged_after_the_metrics_and_the_report_reads_it(tmp_path: Pat
     assert EPOCH_TAG > "walltime/" > "val/"  # tag groups sort alphabetically: metrics first, costs, then epoch
     assert event_dir(tmp_path / "tensorboard") == Path(logger.log_dir)
     assert read_scalars(tmp_path / "tensorboard") == {"val/loss": ([0, 1], [1.0, 0.5])}
+
+
+def test_hparams_are_the_overrides_the_entry_point_passes_in() -> None:
+    choices = {"schedule": "geometric", "capacity": "small", "experiment": None, "hydra/launcher": "basic"}
+    overrides = ["schedule=geometric", "trainer.max_epochs=2", "hydra.run.dir=/x", "ckpt_path=/y.ckpt"]
+    assert run_params(overrides, choices) == {"schedule": "geometric", "capacity": "small", "trainer.max_epochs": 2}
+    assert run_params(overrides, choices, all_choices=False) == {"schedule": "geometric", "trainer.max_epochs": 2}
