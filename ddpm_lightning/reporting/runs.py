@@ -100,7 +100,7 @@ def read_scalars(tb_dir: Path) -> dict[str, Series]:
     acc.Reload()
     tags = acc.Tags().get("scalars", [])
     step_epoch: dict[int, int] = {}
-    for epoch_tag in [t for t in EPOCH_TAGS if t in tags][:1]:
+    for epoch_tag in [t for t in EPOCH_TAGS if t in tags]:
         for ev in acc.Scalars(epoch_tag):
             step_epoch[ev.step] = min(step_epoch.get(ev.step, int(ev.value)), int(ev.value))
     out: dict[str, Series] = {}
