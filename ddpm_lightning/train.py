@@ -65,6 +65,22 @@ def check_ddp_launch(trainer: pl.Trainer) -> None:
         )
 
 
+def hydra_run() -> dict[str, Any]:
+    """What callbacks and loggers ask for by key and only the entry point knows: the command line's overrides
+    and the config choices (Hydra's ``overrides.task``, ``runtime.choices``); empty outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hc = HydraConfig.get()
+    return {"overrides": [str(o) for o in hc.overrides.task], "choices": dict(hc.runtime.choices)}
+
+
+def instantiate_with(node: DictConfig, known: dict[str, Any]) -> Any:
+    """``instantiate(node)`` with the ``known`` values of the keys ``node`` has (``overrides: []`` in its yaml)."""
+    return instantiate(node, **{k: v for k, v in known.items() if k in node})
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("threads"):  # speed option: CPU threads for torch (null: torch's default, one per core)
         torch.set_num_threads(int(cfg.threads))
@@ -77,11 +93,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)  # instantiate(cfg.module): the module with its network, schedule, degradation, ...
     optimizer_values = check_optimizer(module, cfg.optimizer)  # optimizer.lr=-1: one line, before any writing
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    known = hydra_run()  # the run's overrides: RunInfo's start lines and hparams, the TensorBoard run's name
+    callbacks = [instantiate_with(c, known) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(ConfigInCheckpoint(run_config))  # sample/evaluate rebuild the module from its `module` node
     if cfg.get("ckpt_path"):  # the configured lr (etc.) wins over the checkpoint's optimizer state, with a warning
         callbacks.append(OptimizerOverrides(optimizer_values))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    loggers = [instantiate_with(c, known) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer: pl.Trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_ddp_launch(trainer)
 

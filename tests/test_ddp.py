@@ -132,7 +132,7 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
     _compare_with_one_process(run, full, n, callbacks)
 
     # written once: one events file, one set of checkpoints and grids, nothing stray next to the run
-    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert len(list((run / "tensorboard").rglob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.ckpt", "last.ckpt"]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
     assert {p.name for p in tmp_path.iterdir()} <= {"cache", "outputs"}  # cache: DDPM_CACHE_DIR

@@ -43,7 +43,6 @@ ALLOWED = {
     ("ddpm_lightning/lit/checkpoint.py", "hydra.errors"),  # build_module unwraps InstantiationException's DDPMError
     ("ddpm_lightning/lit/startup.py", "hydra.utils"),
     ("ddpm_lightning/lit/startup.py", "hydra.errors"),
-    ("ddpm_lightning/lit/hparams.py", "hydra.core.hydra_config"),
 }
 
 

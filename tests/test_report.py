@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from ddpm_lightning.report import FIGURES, main, report
-from ddpm_lightning.reporting.runs import nearest_epoch, read_scalars
+from ddpm_lightning.reporting.runs import event_dir, nearest_epoch, read_scalars
 from tests.helpers.config import only_core_callbacks
 from tests.helpers.run import DATA_DIR, run_module
 from tests.helpers.run import TINY_SWEEP as TINY  # a run in a few seconds on CPU: tiny T, tiny CNN, 2 epochs
@@ -141,7 +141,7 @@ def test_report_picks_up_metric_keys_when_logged(sweep: Path, tmp_path: Path) ->
         "val/fid_mnist": [80.0, 40.25],
         "val/kid_std": [0.01, 0.02],
     }
-    _events(root / "0" / "tensorboard", logged)
+    _events(event_dir(root / "0" / "tensorboard"), logged)  # into the run's TensorBoard run, beside Lightning's
     final = OmegaConf.to_container(OmegaConf.load(root / "0" / "metrics.yaml"))
     final.update({k: v[-1] for k, v in logged.items() if k != "val/kid_std"})  # kid_std: last scalar
     (root / "0" / "metrics.yaml").write_text(OmegaConf.to_yaml(final))

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
-from ddpm_lightning.reporting.runs import find_runs
+from ddpm_lightning.reporting.runs import event_dir, find_runs
 from tests.helpers.run import TINY, UNBOUNDED, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
@@ -103,7 +103,7 @@ def test_resume_applies_the_new_lr_leaves_no_stub_folder_and_cleans_stale_tempor
 
 
 def _loss_epoch(run: Path) -> list[float]:
-    acc = EventAccumulator(str(run / "tensorboard"))
+    acc = EventAccumulator(str(event_dir(run / "tensorboard")))
     acc.Reload()
     return [e.value for e in acc.Scalars("train/loss_epoch")]
 

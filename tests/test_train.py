@@ -27,7 +27,7 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
     last = run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file() and len(list((run_dir / "checkpoints").glob("epoch_*.ckpt"))) == 1
     assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == ["epoch_000.png", "epoch_001.png"]
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # no code executed from the file
     assert ckpt["epoch"] == 1 and ckpt["ddpm_config"]["schedule"]["T"] == 20
 

@@ -72,7 +72,7 @@ def save_grid(images: Tensor, path: str | Path) -> Path:
 
 class SampleGrid(pl.Callback):
     """Every ``every_n_epochs`` epochs, sample ``n`` images from a fixed seed with the module's sampler
-    (or ``sampler`` if given), log them to TensorBoard as ``samples`` and write ``<dirpath>/epoch_XXX.png``.
+    (or ``sampler`` if given), log them to TensorBoard as ``val/samples`` and write ``<dirpath>/epoch_XXX.png``.
 
     Sampled at the end of validation, with the weights validation uses (the EMA's under callbacks=ema);
     in an epoch without validation, at the end of the training epoch. Under DDP each rank samples its
@@ -123,4 +123,6 @@ class SampleGrid(pl.Callback):
             save_grid(images, Path(self.dirpath) / f"epoch_{epoch:03d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples", upscale(to_grid(images.cpu())), global_step=trainer.global_step)
+                logger.experiment.add_image(
+                    "val/samples", upscale(to_grid(images.cpu())), global_step=trainer.global_step
+                )

@@ -5,6 +5,7 @@ sample-quality metrics first (the Time Series and Scalars dashboards sort tags a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,7 +34,7 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
         "PSNR": ["Multiline", [r"val/denoise_psnr_t\d+"]],
         "SSIM": ["Multiline", [r"val/denoise_ssim_t\d+"]],
     },
-    "cost (s)": {"time": ["Multiline", [r"time/.*"]]},
+    "cost (s)": {"walltime": ["Multiline", [r"walltime/.*"]]},
 }
 # the config groups shown as hparams (Hydra's choices); overrides of other keys are added as given
 GROUPS = (
@@ -60,22 +61,16 @@ def _value(text: str) -> str | int | float | bool:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def run_params(choices: bool = True) -> dict[str, Any]:
-    """The run's config choices (``schedule=linear``, ...; with ``choices=False`` only those overridden) and
-    its other command-line overrides (``trainer.max_epochs=1``, ...), from Hydra; empty outside a Hydra app."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    hc = HydraConfig.get()
-    overrides = [str(o).lstrip("~").partition("=") for o in hc.overrides.task]
-    given = {key.lstrip("+") for key, _, _ in overrides}
+def run_params(overrides: Sequence[str], choices: Mapping[str, str | None], all_choices: bool = True) -> dict[str, Any]:
+    """The run's config choices (``schedule=linear``, ...; with ``all_choices=False`` only those overridden)
+    and its other command-line overrides (``trainer.max_epochs=1``, ...). ``overrides`` and ``choices`` are
+    Hydra's (``overrides.task``, ``runtime.choices``), passed in by the entry point."""
+    parts = [str(o).lstrip("~").partition("=") for o in overrides]
+    given = {key.lstrip("+") for key, _, _ in parts}
     params: dict[str, Any] = {
-        g: str(hc.runtime.choices[g])
-        for g in GROUPS
-        if hc.runtime.choices.get(g) is not None and (choices or g in given)
+        g: str(choices[g]) for g in GROUPS if choices.get(g) is not None and (all_choices or g in given)
     }
-    for key, _, value in overrides:
+    for key, _, value in parts:
         if key.lstrip("+") not in GROUPS and not key.lstrip("+").startswith(SKIP):
             params[key] = _value(value)
     return params

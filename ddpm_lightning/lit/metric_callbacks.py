@@ -135,7 +135,7 @@ class GenerativeMetrics(pl.Callback):
         values = self.quality.compute(images)  # the same on every rank: the mean over ranks changes nothing
         timings = {"generate_s": generate_s, **self.quality.timings}
         pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
-        pl_module.log_dict({f"time/{k}": v for k, v in timings.items()}, sync_dist=True, reduce_fx="max")
+        pl_module.log_dict({f"walltime/{k}": v for k, v in timings.items()}, sync_dist=True, reduce_fx="max")
         if self.quality.last_predictions is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):

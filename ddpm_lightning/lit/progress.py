@@ -7,6 +7,9 @@
   when SIGTERM is pending (``trainer.received_sigterm``): Lightning's loops only check it between batches,
   so without this a SIGTERM waits for the whole chain (minutes). ``InterruptCheckpoint`` then saves.
   Under DDP the chain finishes first (the ranks meet in an all_gather of the samples right after).
+- ``TrainProgressBar``: Lightning's ``TQDMProgressBar`` whose epoch bar's it/s counts training steps only: its
+  clock (``PausableClock``) stands still from the epoch's last training batch, or a validation start, to the
+  next training batch, so validation and per-epoch sampling (minutes on CPU) do not dilute the rate.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -92,3 +97,67 @@ class SamplingProgress(pl.Callback):
             bar(done, total)
 
         return step
+
+
+class PausableClock:
+    """A clock for a tqdm bar (its ``_time``) that stands still while paused: ``source()`` minus the pauses."""
+
+    def __init__(self, source: Callable[[], float] = time.time) -> None:
+        self.source = source
+        self._paused_at: float | None = None
+        self._paused_s = 0.0
+
+    def __call__(self) -> float:
+        return (self.source() if self._paused_at is None else self._paused_at) - self._paused_s
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        if self._paused_at is None:
+            self._paused_at = self.source()
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self._paused_s += self.source() - self._paused_at
+            self._paused_at = None
+
+
+class TrainProgressBar(TQDMProgressBar):
+    """``TQDMProgressBar`` whose epoch bar's rate (it/s, ETA) is over training time only (``PausableClock``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = PausableClock()
+
+    def init_train_tqdm(self) -> Tqdm:
+        bar = super().init_train_tqdm()
+        self.clock.source = getattr(bar, "_time", time.time)  # tqdm's own clock, paused around the rest
+        bar._time = self.clock
+        bar.start_t = bar.last_print_t = self.clock()
+        return bar
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the TensorBoard run's name (the overrides), cut to 4 characters: noise
+        return metrics
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.clock.resume()
+        super().on_train_epoch_start(trainer, *args)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.clock.resume()
+        super().on_train_batch_start(trainer, pl_module, *args)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        batch_idx = args[-1]
+        if self._train_progress_bar is not None and batch_idx + 1 == self.train_progress_bar.total:
+            self.clock.pause()  # the epoch's training is done: what follows (sampling, metrics) is not counted
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.clock.pause()
+        super().on_validation_start(trainer, pl_module)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,17 @@ def epoch_batches(trainer: pl.Trainer) -> int | None:
 
 
 class RunInfo(pl.Callback):
-    def __init__(self, output_dir: str, estimate_after_steps: int = 20, scale_log_interval: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        estimate_after_steps: int = 20,
+        scale_log_interval: bool = True,
+        overrides: Sequence[str] = (),
+        choices: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.output_dir = output_dir
+        # the command line's overrides and config choices (Hydra's), filled by the entry point (train.py)
+        self.overrides, self.choices = [str(o) for o in overrides], dict(choices or {})
         self.estimate_after_steps = estimate_after_steps
         self.scale_log_interval = scale_log_interval
         self._t0 = self._epoch_t0 = 0.0
@@ -83,8 +93,8 @@ class RunInfo(pl.Callback):
         batches = epoch_batches(trainer)
         if self.scale_log_interval and batches and trainer.log_every_n_steps > batches // 4:
             trainer.log_every_n_steps = max(1, batches // 10)  # 7 batches: every step; 39: every 3
-        params = run_params()
-        log_run_hparams(trainer, run_params(choices=False))  # the overrides: what a sweep varies
+        params = run_params(self.overrides, self.choices)
+        log_run_hparams(trainer, run_params(self.overrides, self.choices, all_choices=False))  # what a sweep varies
         if not trainer.is_global_zero:
             return
         choices = " ".join(f"{k}={v}" for k, v in params.items() if k in GROUPS)

@@ -2,8 +2,8 @@
 
 A run directory is what ``python -m ddpm_lightning.train`` writes (one per job of a multirun):
 ``.hydra/{config,hydra,overrides}.yaml``, ``metrics.yaml`` (final callback metrics, parameter count,
-training time), ``tensorboard/events.out.tfevents.*``, ``samples/epoch_XXX.png`` and, when the job
-failed, a ``FAILED`` file holding the error (written by ``cli.run_task``).
+training time), ``tensorboard/<overrides>/events.out.tfevents.*`` (older runs: in ``tensorboard/``),
+``samples/epoch_XXX.png`` and, when the job failed, a ``FAILED`` file holding the error (written by ``cli.run_task``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ SAMPLE_RE = re.compile(r"epoch_(\d+)\.png$")
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "samples", "tensorboard", "__pycache__"}
 
 Series = tuple[list[int], list[float]]  # (epochs, values)
+# the step -> epoch scalar: lit/tensorboard.py writes Lightning's `epoch` as `xaxis/epoch` (sorted last in TensorBoard)
+EPOCH_TAGS = ("xaxis/epoch", "epoch")
 
 
 @dataclass
@@ -72,13 +74,23 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural_key(str(p.relative_to(root))))
 
 
-def read_scalars(tb_dir: Path) -> dict[str, Series]:
-    """Every scalar tag of the TensorBoard event files in ``tb_dir``, indexed by epoch.
+def event_dir(tb_root: Path) -> Path:
+    """The folder holding a run's events: its one TensorBoard run under ``<run>/tensorboard`` (named by the
+    overrides), or ``tb_root`` itself (older runs)."""
+    if any(tb_root.glob("events.out.tfevents.*")):
+        return tb_root
+    found = sorted({p.parent for p in tb_root.glob("*/events.out.tfevents.*")})
+    return found[0] if found else tb_root
 
-    Lightning writes an ``epoch`` scalar next to every logged dict, at the same step. A step can carry
-    two epochs (the last batch of one epoch and the epoch-end metrics share it with the next); the
+
+def read_scalars(tb_dir: Path) -> dict[str, Series]:
+    """Every scalar tag of the TensorBoard event files in ``tb_dir`` (or its run folder), indexed by epoch.
+
+    Lightning writes an ``epoch`` scalar (``xaxis/epoch`` here) next to every logged dict, at the same step.
+    A step can carry two epochs (the last batch of one epoch and the epoch-end metrics share it with the next); the
     smaller one is the epoch whose end logged the value.
     """
+    tb_dir = event_dir(tb_dir)
     if not tb_dir.is_dir() or not any(tb_dir.glob("events.out.tfevents.*")):
         return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -88,12 +100,12 @@ def read_scalars(tb_dir: Path) -> dict[str, Series]:
     acc.Reload()
     tags = acc.Tags().get("scalars", [])
     step_epoch: dict[int, int] = {}
-    if "epoch" in tags:
-        for ev in acc.Scalars("epoch"):
+    for epoch_tag in [t for t in EPOCH_TAGS if t in tags]:
+        for ev in acc.Scalars(epoch_tag):
             step_epoch[ev.step] = min(step_epoch.get(ev.step, int(ev.value)), int(ev.value))
     out: dict[str, Series] = {}
     for tag in tags:
-        if tag == "epoch":
+        if tag in EPOCH_TAGS:
             continue
         by_epoch: dict[int, float] = {}
         for i, ev in enumerate(acc.Scalars(tag)):

@@ -12,7 +12,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
-from ddpm_lightning.reporting.runs import read_run
+from ddpm_lightning.reporting.runs import event_dir, read_run
 from tests.helpers.run import TINY, UNBOUNDED, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
@@ -78,7 +78,7 @@ def test_sigterm_during_validation_keeps_that_epochs_validation_metrics(tmp_path
         timeout=600,
     )
     assert proc.returncode == 143, proc.stderr[-3000:]
-    acc = EventAccumulator(str(run / "tensorboard"))
+    acc = EventAccumulator(str(event_dir(run / "tensorboard")))
     acc.Reload()
     assert "val/loss" in acc.Tags()["scalars"], proc.stderr[-2000:]  # old code: validation stopped, val/loss lost
     assert (run / "checkpoints" / "epoch_000.ckpt").is_file()  # the epoch-end checkpoint, with its val/loss

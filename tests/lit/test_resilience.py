@@ -22,11 +22,12 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
+from ddpm_lightning.reporting.runs import event_dir
 from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc = EventAccumulator(str(event_dir(run_dir / "tensorboard")))
     acc.Reload()
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
@@ -53,6 +54,8 @@ def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, tra
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p.name for p in tmp_path.iterdir()} <= {"b", "resume", ".cache"}
     assert {p.name for p in (tmp_path / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
+    tb_runs = [p.name for p in (run_b / "tensorboard").iterdir()]
+    assert tb_runs == ["debug=tiny,trainer.max_epochs=1"]  # the same TensorBoard run, not one named by the resume
     a = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
     b = read_checkpoint(run_b / "checkpoints" / "last.ckpt")  # the resumed run writes into its original run
     assert a["global_step"] == b["global_step"] == 4 and b["epoch"] == 1

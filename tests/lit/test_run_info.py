@@ -32,19 +32,25 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     )
     assert f"run directory: {run_dir}" in out and "s/step: training ~" in out and "epoch 0 took" in out
     assert "Sampling 4 images" in out and "Sampling 8 images" in out  # the grid's and the metrics' bars
+    assert "v_num" not in out  # the bar would show the TensorBoard run's name (the overrides), cut to 4 characters
     end = out.index("final metrics:")
     assert f"results: {run_dir}" in out[end:] and "val/loss" in out[end:]
     assert f"python -m ddpm_lightning.report {run_dir}" in out[end:] and f"tensorboard --logdir {run_dir}" in out[end:]
 
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    (tb_run,) = (run_dir / "tensorboard").iterdir()  # the TensorBoard run, named by the overrides (old: none)
+    expected = "debug=tiny,trainer.limit_train_batches,trainer.log_every_n_steps=50,data.train_subset=448"
+    assert tb_run.name == f"{expected},schedule=geometric"
+    acc = EventAccumulator(str(tb_run))
     acc.Reload()
+    groups = sorted({tag.split("/")[0] for tag in acc.Tags()["scalars"]})
+    assert groups == ["train", "val", "walltime", "xaxis"]  # loss and metrics first (old: epoch, time, train, val)
     assert len(acc.Scalars("train/loss_step")) == 7  # the interval is scaled to the 7-batch epoch
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")  # the HParams dashboard's session
     assert "custom_scalars__config__" in acc.Tags()["tensors"]  # loss and sample quality first
-    hparams = OmegaConf.load(run_dir / "tensorboard" / "hparams.yaml")
+    hparams = OmegaConf.load(tb_run / "hparams.yaml")
     assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 448  # the overrides ...
     assert "hydra.run.dir" not in hparams and "capacity" not in hparams  # ... not where it writes, nor defaults
-    assert acc.Images("samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
+    assert acc.Images("val/samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 
 
 @pytest.mark.e2e
@@ -66,6 +72,9 @@ def test_a_multirun_prints_its_sweep_directory_and_report_command(tmp_path: Path
         -2000:
     ]
     assert f"python -m ddpm_lightning.report {sweep}\n" in out
+    tb_runs = sorted(str(p.parent.relative_to(sweep)) for p in sweep.rglob("events.out.tfevents.*"))
+    overrides = "callbacks.generative_metrics=null,callbacks.denoising_metrics=null"
+    assert tb_runs == [f"{i}/tensorboard/debug=tiny,seed={i},{overrides}" for i in (0, 1)]  # old: <n>/tensorboard
 
 
 @pytest.mark.e2e
