@@ -68,8 +68,6 @@ def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: 
                 *TINY,
                 "T=4000",
                 "callbacks.sample_grid.n=16",
-                "callbacks.generative_metrics=null",  # its chain (run first) would take minutes before the grid's
-                "callbacks.denoising_metrics=null",
                 f"hydra.run.dir={run_dir}",
             ],
             stdout=f,
