@@ -7,6 +7,7 @@
   when SIGTERM is pending (``trainer.received_sigterm``): Lightning's loops only check it between batches,
   so without this a SIGTERM waits for the whole chain (minutes). ``InterruptCheckpoint`` then saves.
   Under DDP the chain finishes first (the ranks meet in an all_gather of the samples right after).
+- ``TrainBar``: Lightning's training bar, showing the training loss, read only when the bar redraws.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -92,3 +94,19 @@ class SamplingProgress(pl.Callback):
             bar(done, total)
 
         return step
+
+
+class TrainBar(TQDMProgressBar):
+    """``TQDMProgressBar`` that also shows ``train/loss_step`` and ``train/loss_epoch``. The module logs them
+    without ``prog_bar``: Lightning converts a ``prog_bar`` value to a Python number after every step (a
+    device→host read that makes a GPU step wait); this bar reads them only when it redraws (``refresh_rate``)."""
+
+    SHOWN = ("train/loss_step", "train/loss_epoch")
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        metrics = trainer.callback_metrics
+        for key in self.SHOWN:
+            if key in metrics:
+                items[key] = f"{float(metrics[key]):.3f}"
+        return items

@@ -1,0 +1,33 @@
+"""Host synchronisations per training step: the real run's trainer, callbacks and logger, each step's
+device→host value reads counted (``ddpm_lightning.lit.host_syncs``; on a GPU each read stalls the queue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+
+from ddpm_lightning.lit.checkpoint import build_module
+from ddpm_lightning.lit.host_syncs import CountHostSyncs
+
+
+def count_training_syncs(
+    cfg: Any, steps: int, extra_callbacks: list[pl.Callback] | None = None, skip: tuple[str, ...] = ()
+) -> CountHostSyncs:
+    """``steps`` training steps of the run ``cfg`` (a composed train config: its module, data, trainer, logger
+    and callbacks but those named in ``skip``; no validation), with the reads of each step counted."""
+    counter = CountHostSyncs()
+    callbacks = [instantiate(c) for k, c in (cfg.callbacks or {}).items() if c is not None and k not in skip]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=[*callbacks, *(extra_callbacks or []), counter],
+        logger=loggers or False,
+        max_epochs=1,
+        limit_train_batches=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(build_module(cfg), datamodule=instantiate(cfg.data))
+    return counter
