@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import capacity, evaluation, report, sampling, training
+from benchmarks import capacity, evaluation, report, sampling, syncs, training
 from benchmarks.common import (
     REPO,
     Stopwatch,
@@ -49,6 +49,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=30,
         overhead_warmup=5,
         overhead_reps=3,
+        sync_steps=40,
         n_samples=100,
         ddim_steps=[50, 100],
         train_steps=300,
@@ -73,6 +74,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=200,
         overhead_warmup=20,
         overhead_reps=3,
+        sync_steps=300,
         n_samples=1000,
         ddim_steps=[50, 100],
         train_steps=3000,
@@ -97,6 +99,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=3,
         overhead_warmup=1,
         overhead_reps=1,
+        sync_steps=24,
         n_samples=8,
         ddim_steps=[5, 10],
         train_steps=2,
@@ -159,6 +162,9 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
                 lambda: training.overhead(
                     device, p["overhead_steps"], p["overhead_warmup"], p["overhead_reps"], work, overrides
                 ),
+            )
+            r["host_syncs"] = sw.section(
+                "host syncs per training step", lambda: syncs.host_syncs(device, p["sync_steps"], work, overrides)
             )
         if "sampling" in on:
             r["sampling"] = sw.section(

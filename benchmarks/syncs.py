@@ -31,3 +31,24 @@ def count_training_syncs(
     )
     trainer.fit(build_module(cfg), datamodule=instantiate(cfg.data))
     return counter
+
+
+def host_syncs(device: Any, steps: int, workdir: str, overrides: list[str]) -> dict[str, Any]:
+    """Reads per training step of the device's preset run (the per-epoch evaluation callbacks left out: they
+    act at validation end, not in a training step): ``summary`` of ``CountHostSyncs``, plus the setup."""
+    import contextlib
+    import os
+
+    from benchmarks.common import EVAL_CALLBACKS, compose_train, speed_overrides
+
+    cfg = compose_train([*speed_overrides(device), *overrides], workdir)
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
+        counter = count_training_syncs(cfg, steps, skip=EVAL_CALLBACKS)
+    return {
+        **counter.summary(),
+        "precision": str(cfg.trainer.precision),
+        "batch": int(cfg.data.batch_size),
+        "how": "device->host value reads (item, bool, float, tolist, numpy, mask index, .cpu()) per training step, "
+        "from one on_train_batch_start to the next; steady: steps that neither log, redraw the progress bar "
+        "nor end the epoch",
+    }

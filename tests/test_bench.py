@@ -90,8 +90,10 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
         ), key
     assert not [k for k in skipped if k in nums]
     assert {row["steps"] for name, row in rows.items() if name.startswith(("ddim_5", "dpm_solver_5"))} == {5}
-    assert len(r["targets"]) == 7 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
-    assert "## Targets" in md and "SMOKE" in md and md.count("| **PASS** |") + md.count("| **FAIL** |") == 7
+    assert len(r["targets"]) == 8 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
+    assert "## Targets" in md and "SMOKE" in md and md.count("| **PASS** |") + md.count("| **FAIL** |") == 8
+    hs = r["host_syncs"]  # the default callbacks read nothing from the device in a steady step
+    assert hs["steps"] == 24 and hs["steady_steps"] > 0 and hs["reads_per_steady_step"] == 0, hs
 
 
 def test_targets_are_judged_on_the_measured_numbers() -> None:
@@ -108,7 +110,9 @@ def test_targets_are_judged_on_the_measured_numbers() -> None:
         "evaluation": {"costs": {"classifier_fid": {"fraction_of_epoch": 0.001}}},
     }
     got = [t["result"] for t in targets(r)]
-    assert got == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "PASS", "PASS"]
+    assert got == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "PASS", "PASS", "not run (--sections)"]
+    r["host_syncs"] = {"reads_per_steady_step": 1}
+    assert targets(r)[7]["result"] == "FAIL"
     assert "dpm_solver_50 classifier FID" in targets(r)[5]["target"]
     r["meta"]["device"] = "cuda"  # the CPU-only targets become information on a GPU
     assert [t["result"] for t in targets(r)][0] == "info (CPU target)"
