@@ -65,6 +65,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=2,
         option_reps=3,
         compile=True,
+        precision_sizes={},  # the large CNN's step takes seconds on a CPU; one precision for every size there
         overrides=[],
     ),
     "cuda": dict(
@@ -90,6 +91,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=20,
         option_reps=3,
         compile=True,
+        precision_sizes={"small": ["capacity=small"], "large": ["capacity=large"]},
         overrides=[],
     ),
     "smoke": dict(
@@ -115,6 +117,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=1,
         option_reps=1,
         compile=False,
+        precision_sizes={"small": ["capacity.channels=[4]"], "large": ["capacity.channels=[96]"]},
         overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20"],
     ),
 }
@@ -152,6 +155,8 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
     with tempfile.TemporaryDirectory(prefix="ddpm-bench-") as work:
         preset = compose_train([*speed_overrides(device), *overrides], work)
         data_root, precision = str(preset.data.root), str(preset.trainer.precision)
+        if preset.get("float32_matmul_precision"):  # the preset's TF32 setting, as train.py applies it
+            torch.set_float32_matmul_precision(str(preset.float32_matmul_precision))
         if "training" in on:
             r["training"] = sw.section(
                 "1-2 training throughput and data path",
@@ -236,6 +241,19 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
                 ),
             )
             r["speed_options"]["verdict"] = verdict(r["speed_options"])
+            if p["precision_sizes"]:
+                r["precision_per_size"] = sw.section(
+                    "6b precision per network size",
+                    lambda: training.precision_per_size(
+                        device,
+                        p["precision_sizes"],
+                        p["option_steps"],
+                        p["option_warmup"],
+                        p["option_reps"],
+                        work,
+                        overrides,
+                    ),
+                )
     notes.append(
         f"Extrapolated: an epoch = measured step time × 468; Inception features timed on "
         f"{p['inception_images']} images and "

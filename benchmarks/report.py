@@ -370,6 +370,32 @@ def markdown(r: dict[str, Any]) -> str:
             [[k, v, so["ratio_to_preset"][k]] for k, v in so["images_per_s"].items()],
         )
         L += [f"Fastest: **{so['fastest']}**. {so.get('verdict', '')}", ""]
+    pp = r.get("precision_per_size")
+    if pp:
+        L += [
+            "### Precision per network size",
+            "",
+            f"Bare loop, float32 (TF32 where the preset allows it) against bf16 autocast, {pp['steps']} steps × "
+            f"{pp['reps']} alternating repetitions; the `{pp['preset_name']}` preset's pick agrees when it is "
+            f"within {pp['noise']:.0%} of the fastest (ddpm_lightning/speed.py `gpu_precision`).",
+            "",
+        ]
+        L += _table(
+            ["size", "network", "float32 images/s", "bf16 images/s", "bf16 / float32", "fastest", "preset", "agrees"],
+            [
+                [
+                    k,
+                    f"{v['model']} {v['channels']}",
+                    v["images_per_s"]["32-true"],
+                    v["images_per_s"]["bf16-mixed"],
+                    v["bf16_vs_float32"],
+                    v["fastest"],
+                    v["preset"],
+                    "yes" if v["preset_agrees"] else "**no**",
+                ]
+                for k, v in pp["sizes"].items()
+            ],
+        )
 
     if r.get("notes"):
         L += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]

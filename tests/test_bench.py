@@ -184,12 +184,14 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     assert not cfg.module.compile and not cfg.module.channels_last and cfg.threads is None
     cpu, gpu = _compose("train", ["speed=cpu"]), _compose("train", ["speed=gpu"])
     assert (cpu.trainer.accelerator, cpu.trainer.precision, cpu.data.on_device) == ("cpu", "bf16-mixed", False)
-    assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "bf16-mixed", True)
+    assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "32-true", True)
+    assert gpu.float32_matmul_precision == "high" and cpu.float32_matmul_precision is exact.float32_matmul_precision
 
 
 def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """speed=auto (the default): bf16 on CPUs with native bf16 else float32, host data; on a GPU bf16
-    (16-mixed without bf16) and the data on the device; an explicit override still wins."""
+    """speed=auto (the default): bf16 on CPUs with native bf16 else float32, host data; on a GPU float32 with
+    TF32 for networks up to 64 channels wide, else bf16 (16-mixed without bf16), and the data on the device;
+    an explicit override still wins."""
     import torch
 
     from ddpm_lightning import speed
@@ -208,9 +210,18 @@ def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for bf16, precision in ((True, "bf16-mixed"), (False, "16-mixed")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)
-        assert resolved() == resolved("trainer=gpu") == (precision, True)
-    assert resolved("data.num_workers=4") == ("16-mixed", False)  # workers asked for: the data stays on the host
+        # per network width (H200: the study's small CNN x1.19 faster in float32/TF32 than in bf16)
+        assert resolved() == resolved("trainer=gpu") == resolved("capacity=small", "model=unet") == ("32-true", True)
+        assert resolved("capacity=large") == resolved("trainer=gpu", "capacity=large") == (precision, True)
+        assert resolved("capacity.channels=[16,128]") == (precision, True)  # one wide layer: bf16
+        assert _compose("train", ["speed=gpu", "capacity=large"]).trainer.precision == precision
+        assert _compose("train", ["experiment=study_large"]).trainer.precision == precision
+        assert _compose("train", []).float32_matmul_precision == "high"
+    assert resolved("data.num_workers=4") == ("32-true", False)  # workers asked for: the data stays on the host
     monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
     assert resolved("trainer=cpu") == ("bf16-mixed", False)  # a GPU present but not used
-    with pytest.raises(DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device"):
+    assert _compose("train", ["trainer=cpu"]).float32_matmul_precision is None  # CPU numerics unchanged
+    with pytest.raises(
+        DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device, float32_matmul_precision"
+    ):
         speed.auto_option("cpu", "threads")
