@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu_study import project
+from benchmarks.gpu_study import targets as gpu_targets
 from benchmarks.report import targets
 from tests.helpers.run import DATA_DIR, REPO
 
@@ -122,11 +123,29 @@ def test_targets_are_judged_on_the_measured_numbers() -> None:
 
 
 def test_gpu_study_projection() -> None:
-    rows = [{"epoch_s": 30.0, "train_s": 10.0}, {"epoch_s": 12.0, "train_s": 8.0}, {"epoch_s": 14.0, "train_s": 9.0}]
+    """Both studies from one study_fast job: the last epoch's final/* evaluation is the study's protocol."""
+    times = {"time/generate_s": 1.0, "time/classifier_s": 0.5}  # the 50-call per-epoch metrics: 1.5 s
+    times |= {"time/final_generate_s": 9.0, "time/final_inception_s": 1.0}  # the protocol: 10 s
+    times |= {"time/final_n10000_generate_s": 4.0}
+    rows = [
+        {"epoch_s": 30.0, "train_s": 10.0, "metric_times": {"time/generate_s": 1.0, "time/classifier_s": 0.5}},
+        {"epoch_s": 12.0 + 1.5 + 10.0 + 4.0, "train_s": 9.0, "metric_times": times},  # base epoch 12 s
+    ]
     p = project(rows, startup_s=20.0, epochs=50)
-    assert p["steady_epoch_s"] == 13.0 and p["first_epoch_s"] == 30.0
-    assert p["projected_s"] == pytest.approx(20 + 30 + 49 * 13)
-    assert project([], 5.0)["projected_s"] is None
+    assert p["base_epoch_s"] == 12.0 and p["protocol_metrics_s"] == 10.0 and p["fast_metrics_s"] == 1.5
+    extra = 30.0 - 13.5  # the first epoch's warm-up
+    assert p["projected_s"] == pytest.approx(20 + extra + 50 * 22.0)
+    assert p["projected_fast_s"] == pytest.approx(20 + extra + 50 * 13.5 + 10.0 + 4.0)
+    assert project(rows[:1], 5.0)["projected_s"] is None  # stopped before the last epoch: no protocol measured
+    assert project([], 5.0)["projected_fast_s"] is None
+    runs = [{"run": "study_linear", "protocol_metrics_s": 2.0, "projected_s": 600.0, "projected_fast_s": 100.0}]
+    runs.append({"run": "study_large", "protocol_metrics_s": None, "projected_s": None, "projected_fast_s": None})
+    bench = {"training": {"lightning_vs_bare": {"median": 0.97}}, "host_syncs": {"reads_per_steady_step": 0}}
+    got = {t["target"].split(",")[0]: t["result"] for t in gpu_targets(bench, runs)}
+    assert got["Lightning / bare loop"] == "PASS" and got["host syncs per steady training step"] == "PASS"
+    assert got["data path / synthetic tensors"] == "FAIL"  # not measured: a missing number never passes
+    assert got["per-epoch metrics at the study's protocol"] == "FAIL"  # the large run measured none
+    assert [t["result"] for t in gpu_targets(bench, runs)][4] == "PASS"  # small CNN: 2 s <= 3 s
 
 
 def test_speed_options_change_speed_not_results(data_dir: Path) -> None:

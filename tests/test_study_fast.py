@@ -47,7 +47,7 @@ def test_study_fast_composes_the_study_with_fast_per_epoch_and_final_metrics() -
             assert node.fid and node.kid and node.fid_mnist and node.psnr_ssim and node.split == "test"
         assert final.last_epoch_only and final.sampler is None and final.prefix == "final"  # the module's: ancestral
         assert big.last_epoch_only and big.n == 10000 and big.fid and big.fid_mnist and big.split == "test"
-        assert big.prefix == "final_n10000" and big.sampler is None
+        assert big.prefix == "final_n10000" and big.sampler == per_epoch.sampler  # 10,000 samples: 50 calls each
         assert {k for k in ref.callbacks if ref.callbacks[k] is not None} | {
             "final_metrics",
             "final_metrics_n10000",
@@ -97,5 +97,6 @@ def test_study_fast_logs_per_epoch_and_final_metrics_with_their_protocol(tmp_pat
     assert per_epoch["samples"]["sampler"]["steps"] == 5
     assert final["samples"]["n_generated"] == 8 and final["samples"]["sampler"]["steps"] == 20  # ancestral, all T
     assert big["samples"]["n_generated"] == 12 and big["real"] == {"split": "test", "n_real": 12}
+    assert big["samples"]["sampler"]["name"] == "dpm_solver" and big["samples"]["sampler"]["steps"] == 5
     metrics = OmegaConf.load(run / "metrics.yaml")
     assert {"val/fid_mnist", "final/fid_mnist", "final/ssim", "final_n10000/fid_mnist"} <= set(metrics)
