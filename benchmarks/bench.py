@@ -36,6 +36,7 @@ from benchmarks.common import (
     resolve_device,
     speed_overrides,
 )
+from benchmarks.precision import precision_per_size
 
 RESULTS = REPO / "benchmarks" / "results"
 SECTIONS = ("training", "sampling", "evaluation", "capacity", "speed")
@@ -244,7 +245,7 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
             if p["precision_sizes"]:
                 r["precision_per_size"] = sw.section(
                     "6b precision per network size",
-                    lambda: training.precision_per_size(
+                    lambda: precision_per_size(
                         device,
                         p["precision_sizes"],
                         p["option_steps"],

@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--epochs", type=int, default=2, help="epochs per run (default 2: the last runs the final evaluations)"
     )
-    ap.add_argument("--budget-s", type=float, default=540, help="wall-clock budget for everything (default 540 s)")
+    ap.add_argument(
+        "--budget-s", type=float, default=None, help="wall-clock budget for everything (default 540 s; --smoke 1800 s)"
+    )
     ap.add_argument("--bench-s", type=float, default=150, help="of which the bench sections (default 150 s)")
     ap.add_argument("--runs", nargs="+", default=RUNS, choices=RUNS)
     ap.add_argument("--extra", nargs="*", default=[], help="more train overrides for every run")
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.epochs < 1:
         raise SystemExit("error: --epochs must be >= 1")
+    if args.budget_s is None:  # a loaded 2-core CPU starts each smoke run in ~30-60 s
+        args.budget_s = 1800.0 if args.smoke else 540.0
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out)
     overrides = (SMOKE if args.smoke else ["speed=gpu"]) + list(args.extra)

@@ -103,7 +103,7 @@ class DiffusionModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x0 = batch[0]  # (B, 1, 28, 28) in [−1, 1]
         loss, stats = self.diffusion_loss(x0)
-        if self.check_finite:  # flagged on the device; read every log_every_n_steps steps (raise_if_non_finite)
+        if self.check_finite:  # the loss stays on the device; raise_if_non_finite reads a window of them at once
             self._unchecked.append((self.global_step, self.current_epoch, batch_idx, x0, loss.detach()))
         if self._resumed_loss is not None:  # first batch after a resume: the sum and count of the batches before it
             if self._resumed_loss.pop("epoch") == self.current_epoch:
