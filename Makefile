@@ -87,5 +87,5 @@ reproduce-smoke: $(STAMP) ## the same sweep + report with tiny settings on CPU (
 bench: $(STAMP) ## benchmark vs plain PyTorch: CPU, then GPU if present (~10-15 min on 2 cores; ARGS="--ckpt ...")
 	$(PY) -m benchmarks.bench $(ARGS)
 
-bench-gpu: $(STAMP) ## the five study runs, 2 epochs each on one GPU, and the projected cost of the whole study (<= 10 min)
+bench-gpu: $(STAMP) ## the GPU targets PASS/FAIL: bench sections + the five study_fast runs (2 epochs), both studies projected (<= 10 min)
 	$(PY) -m benchmarks.gpu_study $(ARGS)

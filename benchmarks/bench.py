@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import capacity, evaluation, report, sampling, training
+from benchmarks import capacity, evaluation, report, sampling, syncs, training
 from benchmarks.common import (
     REPO,
     Stopwatch,
@@ -36,6 +36,7 @@ from benchmarks.common import (
     resolve_device,
     speed_overrides,
 )
+from benchmarks.precision import precision_per_size
 
 RESULTS = REPO / "benchmarks" / "results"
 SECTIONS = ("training", "sampling", "evaluation", "capacity", "speed")
@@ -49,6 +50,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=30,
         overhead_warmup=5,
         overhead_reps=3,
+        sync_steps=40,
         n_samples=100,
         ddim_steps=[50, 100],
         train_steps=300,
@@ -64,6 +66,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=2,
         option_reps=3,
         compile=True,
+        precision_sizes={},  # the large CNN's step takes seconds on a CPU; one precision for every size there
         overrides=[],
     ),
     "cuda": dict(
@@ -73,6 +76,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=200,
         overhead_warmup=20,
         overhead_reps=3,
+        sync_steps=300,
         n_samples=1000,
         ddim_steps=[50, 100],
         train_steps=3000,
@@ -88,6 +92,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=20,
         option_reps=3,
         compile=True,
+        precision_sizes={"small": ["capacity=small"], "large": ["capacity=large"]},
         overrides=[],
     ),
     "smoke": dict(
@@ -97,6 +102,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         overhead_steps=3,
         overhead_warmup=1,
         overhead_reps=1,
+        sync_steps=24,
         n_samples=8,
         ddim_steps=[5, 10],
         train_steps=2,
@@ -112,6 +118,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_warmup=1,
         option_reps=1,
         compile=False,
+        precision_sizes={"small": ["capacity.channels=[4]"], "large": ["capacity.channels=[96]"]},
         overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20"],
     ),
 }
@@ -149,6 +156,8 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
     with tempfile.TemporaryDirectory(prefix="ddpm-bench-") as work:
         preset = compose_train([*speed_overrides(device), *overrides], work)
         data_root, precision = str(preset.data.root), str(preset.trainer.precision)
+        if preset.get("float32_matmul_precision"):  # the preset's TF32 setting, as train.py applies it
+            torch.set_float32_matmul_precision(str(preset.float32_matmul_precision))
         if "training" in on:
             r["training"] = sw.section(
                 "1-2 training throughput and data path",
@@ -159,6 +168,9 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
                 lambda: training.overhead(
                     device, p["overhead_steps"], p["overhead_warmup"], p["overhead_reps"], work, overrides
                 ),
+            )
+            r["host_syncs"] = sw.section(
+                "host syncs per training step", lambda: syncs.host_syncs(device, p["sync_steps"], work, overrides)
             )
         if "sampling" in on:
             r["sampling"] = sw.section(
@@ -230,6 +242,19 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
                 ),
             )
             r["speed_options"]["verdict"] = verdict(r["speed_options"])
+            if p["precision_sizes"]:
+                r["precision_per_size"] = sw.section(
+                    "6b precision per network size",
+                    lambda: precision_per_size(
+                        device,
+                        p["precision_sizes"],
+                        p["option_steps"],
+                        p["option_warmup"],
+                        p["option_reps"],
+                        work,
+                        overrides,
+                    ),
+                )
     notes.append(
         f"Extrapolated: an epoch = measured step time × 468; Inception features timed on "
         f"{p['inception_images']} images and "

@@ -70,8 +70,16 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             0.10,
             cpu,
         ),
+        (
+            "host syncs (device->host reads) per steady training step",
+            _get(r, "host_syncs", "reads_per_steady_step"),
+            "<=",
+            0,
+            True,
+        ),
     ]
     needs = {
+        "host syncs": ["host_syncs"],
         "Lightning": ["training"],
         "data path": ["training"],
         "speed-up": ["sampling"],
@@ -181,6 +189,17 @@ def markdown(r: dict[str, Any]) -> str:
             [[k, v, ov["overhead_ms_per_step"].get(k)] for k, v in ov["ms_per_step"].items()],
         )
 
+    hs = r.get("host_syncs")
+    if hs:
+        L += [
+            "### Host synchronisations per training step",
+            "",
+            f"{hs['steps']} steps at batch {hs['batch']}, {hs['precision']}: {hs['how']}. Per steady step (the most "
+            f"of {hs['steady_steps']}): **{_f(hs['reads_per_steady_step'])}**; mean over all steps "
+            f"{_f(hs['reads_per_step_mean'])}. Where they are: {hs['sites'] or 'none'}.",
+            "",
+        ]
+
     s = r.get("sampling")
     if s:
         ck = s["checkpoint"]
@@ -260,9 +279,15 @@ def markdown(r: dict[str, Any]) -> str:
             "",
         ]
         L += _table(
-            ["evaluation", "seconds", "fraction of epoch", "how"],
+            ["evaluation", "seconds", "ms per sample", "fraction of epoch", "how"],
             [
-                [k, v.get("seconds"), _pct(v.get("fraction_of_epoch")), v.get("how") or v.get("unavailable", "")]
+                [
+                    k,
+                    v.get("seconds"),
+                    v.get("per_sample_ms"),
+                    _pct(v.get("fraction_of_epoch")),
+                    v.get("how") or v.get("unavailable", ""),
+                ]
                 for k, v in e["costs"].items()
             ],
         )
@@ -345,6 +370,32 @@ def markdown(r: dict[str, Any]) -> str:
             [[k, v, so["ratio_to_preset"][k]] for k, v in so["images_per_s"].items()],
         )
         L += [f"Fastest: **{so['fastest']}**. {so.get('verdict', '')}", ""]
+    pp = r.get("precision_per_size")
+    if pp:
+        L += [
+            "### Precision per network size",
+            "",
+            f"Bare loop, float32 (TF32 where the preset allows it) against bf16 autocast, {pp['steps']} steps × "
+            f"{pp['reps']} alternating repetitions; the `{pp['preset_name']}` preset's pick agrees when it is "
+            f"within {pp['noise']:.0%} of the fastest (ddpm_lightning/speed.py `gpu_precision`).",
+            "",
+        ]
+        L += _table(
+            ["size", "network", "float32 images/s", "bf16 images/s", "bf16 / float32", "fastest", "preset", "agrees"],
+            [
+                [
+                    k,
+                    f"{v['model']} {v['channels']}",
+                    v["images_per_s"]["32-true"],
+                    v["images_per_s"]["bf16-mixed"],
+                    v["bf16_vs_float32"],
+                    v["fastest"],
+                    v["preset"],
+                    "yes" if v["preset_agrees"] else "**no**",
+                ]
+                for k, v in pp["sizes"].items()
+            ],
+        )
 
     if r.get("notes"):
         L += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]

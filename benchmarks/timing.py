@@ -7,7 +7,9 @@ callbacks, so for each epoch:
 - ``val_s``: validation start → last validation batch end (val/loss);
 - ``eval_s``: last validation batch end → this callback's ``on_validation_epoch_end``, i.e. the metric
   callbacks' sampling, FID/KID, PSNR/SSIM, denoising metrics;
-- ``epoch_s``: epoch start → next epoch start (or the end of fit): also the sample grid and checkpoints.
+- ``epoch_s``: epoch start → next epoch start (or the end of fit): also the sample grid and checkpoints;
+- ``metric_times``: the ``walltime/*`` seconds the metric callbacks logged this epoch (``walltime/generate_s``, ...
+  for the per-epoch metrics, ``walltime/final_*`` for the last epoch's final evaluations).
 GPU work is synchronised at each mark.
 """
 
@@ -28,6 +30,7 @@ class EpochTimer(pl.Callback):
         self.marks: dict[str, float] = {}
         self.started_at = 0.0
         self.epoch: int | None = None
+        self.metric_times: dict[str, float] = {}
 
     def _now(self, pl_module: pl.LightningModule) -> float:
         if pl_module.device.type == "cuda":
@@ -45,6 +48,8 @@ class EpochTimer(pl.Callback):
             row["val_s"] = last_val - m["val_start"]
             if "val_epoch_end" in m:
                 row["eval_s"] = m["val_epoch_end"] - last_val
+        if self.metric_times:
+            row["metric_times"] = self.metric_times
         row["started_at"] = self.started_at  # wall clock (time.time()) of the epoch start
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
@@ -55,6 +60,7 @@ class EpochTimer(pl.Callback):
         now = self._now(pl_module)
         self._flush(now)
         self.epoch, self.marks, self.started_at = trainer.current_epoch, {"start": now}, time.time()
+        self.metric_times: dict[str, float] = {}
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.epoch is not None and not trainer.sanity_checking:
@@ -75,6 +81,8 @@ class EpochTimer(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.epoch is not None and not trainer.sanity_checking:
             self.marks["val_epoch_end"] = self._now(pl_module)
+            metrics = trainer.callback_metrics  # this callback comes after the metric callbacks
+            self.metric_times = {k: float(v) for k, v in metrics.items() if k.startswith("walltime/") and v.numel() == 1}
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(self._now(pl_module))

@@ -84,6 +84,8 @@ def instantiate_with(node: DictConfig, known: dict[str, Any]) -> Any:
 def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("threads"):  # speed option: CPU threads for torch (null: torch's default, one per core)
         torch.set_num_threads(int(cfg.threads))
+    if cfg.get("float32_matmul_precision"):  # speed option: "high" lets float32 matmuls use TF32 on a GPU
+        torch.set_float32_matmul_precision(str(cfg.float32_matmul_precision))
     pl.seed_everything(cfg.seed, workers=True)
     run_config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 

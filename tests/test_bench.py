@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu_study import project
+from benchmarks.gpu_study import targets as gpu_targets
 from benchmarks.report import targets
 from tests.helpers.run import DATA_DIR, REPO
 
@@ -90,8 +91,10 @@ def test_every_section_with_finite_numbers(smoke: tuple[dict, str]) -> None:
         ), key
     assert not [k for k in skipped if k in nums]
     assert {row["steps"] for name, row in rows.items() if name.startswith(("ddim_5", "dpm_solver_5"))} == {5}
-    assert len(r["targets"]) == 7 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
-    assert "## Targets" in md and "SMOKE" in md and md.count("| **PASS** |") + md.count("| **FAIL** |") == 7
+    assert len(r["targets"]) == 8 and all(t["result"] in ("PASS", "FAIL") for t in r["targets"])
+    assert "## Targets" in md and "SMOKE" in md and md.count("| **PASS** |") + md.count("| **FAIL** |") == 8
+    hs = r["host_syncs"]  # the default callbacks read nothing from the device in a steady step
+    assert hs["steps"] == 24 and hs["steady_steps"] > 0 and hs["reads_per_steady_step"] == 0, hs
 
 
 def test_targets_are_judged_on_the_measured_numbers() -> None:
@@ -108,7 +111,9 @@ def test_targets_are_judged_on_the_measured_numbers() -> None:
         "evaluation": {"costs": {"classifier_fid": {"fraction_of_epoch": 0.001}}},
     }
     got = [t["result"] for t in targets(r)]
-    assert got == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "PASS", "PASS"]
+    assert got == ["FAIL", "PASS", "PASS", "FAIL", "FAIL", "PASS", "PASS", "not run (--sections)"]
+    r["host_syncs"] = {"reads_per_steady_step": 1}
+    assert targets(r)[7]["result"] == "FAIL"
     assert "dpm_solver_50 classifier FID" in targets(r)[5]["target"]
     r["meta"]["device"] = "cuda"  # the CPU-only targets become information on a GPU
     assert [t["result"] for t in targets(r)][0] == "info (CPU target)"
@@ -118,11 +123,29 @@ def test_targets_are_judged_on_the_measured_numbers() -> None:
 
 
 def test_gpu_study_projection() -> None:
-    rows = [{"epoch_s": 30.0, "train_s": 10.0}, {"epoch_s": 12.0, "train_s": 8.0}, {"epoch_s": 14.0, "train_s": 9.0}]
+    """Both studies from one study_fast job: the last epoch's final/* evaluation is the study's protocol."""
+    times = {"walltime/generate_s": 1.0, "walltime/classifier_s": 0.5}  # the 50-call per-epoch metrics: 1.5 s
+    times |= {"walltime/final_generate_s": 9.0, "walltime/final_inception_s": 1.0}  # the protocol: 10 s
+    times |= {"walltime/final_n10000_generate_s": 4.0}
+    rows = [
+        {"epoch_s": 30.0, "train_s": 10.0, "metric_times": {"walltime/generate_s": 1.0, "walltime/classifier_s": 0.5}},
+        {"epoch_s": 12.0 + 1.5 + 10.0 + 4.0, "train_s": 9.0, "metric_times": times},  # base epoch 12 s
+    ]
     p = project(rows, startup_s=20.0, epochs=50)
-    assert p["steady_epoch_s"] == 13.0 and p["first_epoch_s"] == 30.0
-    assert p["projected_s"] == pytest.approx(20 + 30 + 49 * 13)
-    assert project([], 5.0)["projected_s"] is None
+    assert p["base_epoch_s"] == 12.0 and p["protocol_metrics_s"] == 10.0 and p["fast_metrics_s"] == 1.5
+    extra = 30.0 - 13.5  # the first epoch's warm-up
+    assert p["projected_s"] == pytest.approx(20 + extra + 50 * 22.0)
+    assert p["projected_fast_s"] == pytest.approx(20 + extra + 50 * 13.5 + 10.0 + 4.0)
+    assert project(rows[:1], 5.0)["projected_s"] is None  # stopped before the last epoch: no protocol measured
+    assert project([], 5.0)["projected_fast_s"] is None
+    runs = [{"run": "study_linear", "protocol_metrics_s": 2.0, "projected_s": 600.0, "projected_fast_s": 100.0}]
+    runs.append({"run": "study_large", "protocol_metrics_s": None, "projected_s": None, "projected_fast_s": None})
+    bench = {"training": {"lightning_vs_bare": {"median": 0.97}}, "host_syncs": {"reads_per_steady_step": 0}}
+    got = {t["target"].split(",")[0]: t["result"] for t in gpu_targets(bench, runs)}
+    assert got["Lightning / bare loop"] == "PASS" and got["host syncs per steady training step"] == "PASS"
+    assert got["data path / synthetic tensors"] == "FAIL"  # not measured: a missing number never passes
+    assert got["per-epoch metrics at the study's protocol"] == "FAIL"  # the large run measured none
+    assert [t["result"] for t in gpu_targets(bench, runs)][4] == "PASS"  # small CNN: 2 s <= 3 s
 
 
 def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
@@ -180,12 +203,14 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     assert not cfg.module.compile and not cfg.module.channels_last and cfg.threads is None
     cpu, gpu = _compose("train", ["speed=cpu"]), _compose("train", ["speed=gpu"])
     assert (cpu.trainer.accelerator, cpu.trainer.precision, cpu.data.on_device) == ("cpu", "bf16-mixed", False)
-    assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "bf16-mixed", True)
+    assert (gpu.trainer.accelerator, gpu.trainer.precision, gpu.data.on_device) == ("gpu", "32-true", True)
+    assert gpu.float32_matmul_precision == "high" and cpu.float32_matmul_precision is exact.float32_matmul_precision
 
 
 def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """speed=auto (the default): bf16 on CPUs with native bf16 else float32, host data; on a GPU bf16
-    (16-mixed without bf16) and the data on the device; an explicit override still wins."""
+    """speed=auto (the default): bf16 on CPUs with native bf16 else float32, host data; on a GPU float32 with
+    TF32 for networks up to 64 channels wide, else bf16 (16-mixed without bf16), and the data on the device;
+    an explicit override still wins."""
     import torch
 
     from ddpm_lightning import speed
@@ -204,9 +229,18 @@ def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for bf16, precision in ((True, "bf16-mixed"), (False, "16-mixed")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda bf16=bf16: bf16)
-        assert resolved() == resolved("trainer=gpu") == (precision, True)
-    assert resolved("data.num_workers=4") == ("16-mixed", False)  # workers asked for: the data stays on the host
+        # per network width (H200: the study's small CNN x1.19 faster in float32/TF32 than in bf16)
+        assert resolved() == resolved("trainer=gpu") == resolved("capacity=small", "model=unet") == ("32-true", True)
+        assert resolved("capacity=large") == resolved("trainer=gpu", "capacity=large") == (precision, True)
+        assert resolved("capacity.channels=[16,128]") == (precision, True)  # one wide layer: bf16
+        assert _compose("train", ["speed=gpu", "capacity=large"]).trainer.precision == precision
+        assert _compose("train", ["experiment=study_large"]).trainer.precision == precision
+        assert _compose("train", []).float32_matmul_precision == "high"
+    assert resolved("data.num_workers=4") == ("32-true", False)  # workers asked for: the data stays on the host
     monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
     assert resolved("trainer=cpu") == ("bf16-mixed", False)  # a GPU present but not used
-    with pytest.raises(DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device"):
+    assert _compose("train", ["trainer=cpu"]).float32_matmul_precision is None  # CPU numerics unchanged
+    with pytest.raises(
+        DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device, float32_matmul_precision"
+    ):
         speed.auto_option("cpu", "threads")

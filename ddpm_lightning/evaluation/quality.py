@@ -111,6 +111,7 @@ class SampleQuality:
         self.n_real = 0
         self.last_predictions: Tensor | None = None
         self.timings: dict[str, float] = {}
+        self.device = torch.device("cpu")  # set by prepare
 
     @property
     def enabled(self) -> bool:
@@ -130,6 +131,7 @@ class SampleQuality:
         """Build the enabled extractors and the features of the first n ``real`` images (None: read from
         ``data_root``; from the cache when there); the first ``psnr_references`` are the PSNR/SSIM references."""
         real = self.real_images() if real is None else real
+        self.device = torch.device(device)  # PSNR/SSIM run here too (batched)
         off = f"{self.config_key}.fid=false {self.config_key}.kid=false"
         self.references = real[: self.psnr_references].cpu()
         real = real[: self.n]
@@ -188,7 +190,7 @@ class SampleQuality:
         self.timings = {}
         tick = time.perf_counter()
         if self.switches["psnr_ssim"] and self.references is not None:
-            out["psnr"], out["ssim"] = psnr_ssim_against(images, self.references)
+            out["psnr"], out["ssim"] = psnr_ssim_against(images, self.references, device=self.device)
             self.timings["psnr_ssim_s"], tick = time.perf_counter() - tick, time.perf_counter()
         if self.inception is not None:
             fake = self.inception(images)  # (N, d), one pass for FID and KID

@@ -75,6 +75,8 @@ class GenerativeMetrics(pl.Callback):
     ``sampler``: a sampler partial (null: the module's); ``batch_size``: images per sampling batch. Every other
     keyword is a ``SampleQuality`` setting (the ``conf/metrics/`` group nested under this callback's node);
     ``data_root`` null: the data module's root. ``config_key`` names this callback in error messages.
+    ``last_epoch_only``: only at the last epoch (a final evaluation at another protocol than the per-epoch one);
+    ``prefix``: the logged keys' (``<prefix>/fid``, ...; settings as the text ``metrics/<prefix>``).
     """
 
     def __init__(
@@ -83,11 +85,14 @@ class GenerativeMetrics(pl.Callback):
         sampler: SamplerFactory | None = None,
         batch_size: int = 500,
         config_key: str = "callbacks.generative_metrics",
+        last_epoch_only: bool = False,
+        prefix: str = "val",
         **quality: Any,
     ) -> None:
         if every_n_epochs < 1:
             raise DDPMError(f"{config_key}: every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs, self.sampler, self.batch_size = every_n_epochs, sampler, batch_size
+        self.last_epoch_only, self.prefix = last_epoch_only, prefix
         self.quality = SampleQuality(config_key=config_key, **quality)
         self.sampler_info: dict[str, Any] = {}
         self.chain: Sampler | None = None  # the sampler built from ``sampler`` once per run (setup)
@@ -123,9 +128,14 @@ class GenerativeMetrics(pl.Callback):
             return
         if not due(trainer, self.every_n_epochs):
             return
+        if self.last_epoch_only and not (
+            trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        ):
+            return
         if not self._logged_settings:
             info = self.sampler_info or describe_sampler(pl_module.make_sampler(self.sampler))
-            log_text(trainer, "metrics/generative", self.quality.settings(info))
+            tag = "metrics/generative" if self.prefix == "val" else f"metrics/{self.prefix}"
+            log_text(trainer, tag, self.quality.settings(info))
             self._logged_settings = True
         start = time.perf_counter()
         n = self.quality.n
@@ -134,14 +144,18 @@ class GenerativeMetrics(pl.Callback):
         generate_s = time.perf_counter() - start
         values = self.quality.compute(images)  # the same on every rank: the mean over ranks changes nothing
         timings = {"generate_s": generate_s, **self.quality.timings}
-        pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)
-        pl_module.log_dict({f"walltime/{k}": v for k, v in timings.items()}, sync_dist=True, reduce_fx="max")
+        pl_module.log_dict({f"{self.prefix}/{k}": v for k, v in values.items()}, sync_dist=True)
+        time_key = "walltime/" if self.prefix == "val" else f"walltime/{self.prefix}_"
+        pl_module.log_dict({f"{time_key}{k}": v for k, v in timings.items()}, sync_dist=True, reduce_fx="max")
         if self.quality.last_predictions is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     bins = np.arange(11) - 0.5  # one bin per digit
                     logger.experiment.add_histogram(
-                        "val/predicted_class", self.quality.last_predictions.numpy(), trainer.global_step, bins=bins
+                        f"{self.prefix}/predicted_class",
+                        self.quality.last_predictions.numpy(),
+                        trainer.global_step,
+                        bins=bins,
                     )
 
 

@@ -75,7 +75,10 @@ class DiffusionModule(pl.LightningModule):
             self.network.compile()
         self.sampler = self.make_sampler()  # built once; fails at start-up, not after an epoch, on a bad config
         # the epoch-mean training loss, kept in checkpoints so that a mid-epoch resume continues the mean
-        self.train_loss_mean = MeanMetric()
+        # no NaN check per update (torchmetrics reads it to the host each step); check_finite guards the loss
+        self.train_loss_mean = MeanMetric(nan_strategy="disable")
+        # (global step, epoch, batch index, batch, loss) of each step since the last finiteness check
+        self._unchecked: list[tuple[int, int, int, Tensor, Tensor]] = []
         self._resumed_loss: dict[str, Any] | None = None
         # n images -> a StepCallback for that generate() call; set by lit/progress.py's SamplingProgress
         self.sampling_progress: Callable[[int], StepCallback] | None = None
@@ -100,23 +103,45 @@ class DiffusionModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x0 = batch[0]  # (B, 1, 28, 28) in [−1, 1]
         loss, stats = self.diffusion_loss(x0)
-        if self.check_finite and not torch.isfinite(loss):  # one host sync per step; off: check_finite=false
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at global step {self.global_step}, "
-                f"epoch {self.current_epoch}, "
-                f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
-                f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
-            )
+        if self.check_finite:  # the loss stays on the device; raise_if_non_finite reads a window of them at once
+            self._unchecked.append((self.global_step, self.current_epoch, batch_idx, x0, loss.detach()))
         if self._resumed_loss is not None:  # first batch after a resume: the sum and count of the batches before it
             if self._resumed_loss.pop("epoch") == self.current_epoch:
                 for name, value in self._resumed_loss.items():
                     setattr(self.train_loss_mean, name, value.to(self.device))
             self._resumed_loss = None
         self.train_loss_mean(loss.detach(), x0.shape[0])  # weighted by batch size
-        self.log("train/loss", self.train_loss_mean, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
+        # not prog_bar: Lightning would read it to the host every step; lit/progress.TrainProgressBar shows it when it redraws
+        self.log("train/loss", self.train_loss_mean, on_step=True, on_epoch=True, batch_size=x0.shape[0])
         for name, value in stats.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
         return loss
+
+    def raise_if_non_finite(self) -> None:
+        """Raise ``NonFiniteLossError`` if a loss since the last check was NaN/inf: one host read for all of them.
+        Called every ``log_every_n_steps`` steps, before validation and before every checkpoint is written."""
+        if not self._unchecked:
+            return
+        steps, self._unchecked = self._unchecked, []
+        finite = torch.isfinite(torch.stack([s[-1] for s in steps]))  # (steps,)
+        if bool(finite.all()):
+            return
+        step, epoch, batch_idx, x0, loss = steps[int((~finite).nonzero()[0])]  # the first non-finite one
+        raise NonFiniteLossError(
+            f"non-finite training loss ({loss.item()}) at global step {step}, epoch {epoch}, "
+            f"batch {batch_idx}: batch min {x0.min().item():.4g}, max {x0.max().item():.4g}, "
+            f"mean {x0.mean().item():.4g}, std {x0.std().item():.4g}, finite {bool(torch.isfinite(x0).all())}"
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if len(self._unchecked) >= max(1, self.trainer.log_every_n_steps):
+            self.raise_if_non_finite()
+
+    def on_validation_start(self) -> None:
+        self.raise_if_non_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self.raise_if_non_finite()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x0 = batch[0]
@@ -181,6 +206,7 @@ class DiffusionModule(pl.LightningModule):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.raise_if_non_finite()  # never a checkpoint of a model trained on a non-finite loss
         checkpoint["train_loss_mean"] = {
             "epoch": self.current_epoch,
             **{k: v.detach().cpu() for k, v in self.train_loss_mean.metric_state.items()},

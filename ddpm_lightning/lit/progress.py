@@ -10,6 +10,7 @@
 - ``TrainProgressBar``: Lightning's ``TQDMProgressBar`` whose epoch bar's it/s counts training steps only: its
   clock (``PausableClock``) stands still from the epoch's last training batch, or a validation start, to the
   next training batch, so validation and per-epoch sampling (minutes on CPU) do not dilute the rate.
+  It shows the training loss, read only when the bar redraws.
 """
 
 from __future__ import annotations
@@ -125,7 +126,12 @@ class PausableClock:
 
 
 class TrainProgressBar(TQDMProgressBar):
-    """``TQDMProgressBar`` whose epoch bar's rate (it/s, ETA) is over training time only (``PausableClock``)."""
+    """``TQDMProgressBar`` whose epoch bar's rate (it/s, ETA) is over training time only (``PausableClock``), and
+    which shows ``train/loss_step`` and ``train/loss_epoch``. The module logs them without ``prog_bar``: Lightning
+    converts a ``prog_bar`` value to a Python number after every step (a device→host read that makes a GPU step
+    wait); this bar reads them only when it redraws (``refresh_rate``)."""
+
+    SHOWN = ("train/loss_step", "train/loss_epoch")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,9 +145,13 @@ class TrainProgressBar(TQDMProgressBar):
         return bar
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float | dict]:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)  # the TensorBoard run's name (the overrides), cut to 4 characters: noise
-        return metrics
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)  # the TensorBoard run's name (the overrides), cut to 4 characters: noise
+        metrics = trainer.callback_metrics
+        for key in self.SHOWN:  # logged without prog_bar (Lightning would read them back after every step)
+            if key in metrics:
+                items[key] = f"{float(metrics[key]):.3f}"
+        return items
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self.clock.resume()
