@@ -250,7 +250,8 @@ def markdown(res: dict[str, Any]) -> str:
         ]
     L += [
         "",
-        "metrics = GenerativeMetrics' logged walltime/* seconds (sampling, PSNR/SSIM, Inception FID/KID, classifier FID). "
+        "metrics = GenerativeMetrics' logged walltime/* seconds (sampling, PSNR/SSIM, Inception FID/KID, "
+        "classifier FID). "
         "The study protocol's seconds come from the last epoch's final/* evaluation (ancestral-1000, N = 1000).",
     ]
     return "\n".join(L) + "\n"

@@ -82,7 +82,9 @@ class EpochTimer(pl.Callback):
         if self.epoch is not None and not trainer.sanity_checking:
             self.marks["val_epoch_end"] = self._now(pl_module)
             metrics = trainer.callback_metrics  # this callback comes after the metric callbacks
-            self.metric_times = {k: float(v) for k, v in metrics.items() if k.startswith("walltime/") and v.numel() == 1}
+            self.metric_times = {
+                k: float(v) for k, v in metrics.items() if k.startswith("walltime/") and v.numel() == 1
+            }
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(self._now(pl_module))

@@ -111,7 +111,8 @@ class DiffusionModule(pl.LightningModule):
                     setattr(self.train_loss_mean, name, value.to(self.device))
             self._resumed_loss = None
         self.train_loss_mean(loss.detach(), x0.shape[0])  # weighted by batch size
-        # not prog_bar: Lightning would read it to the host every step; lit/progress.TrainProgressBar shows it when it redraws
+        # not prog_bar: Lightning would read it to the host every step; lit/progress.TrainProgressBar shows it
+        # when it redraws
         self.log("train/loss", self.train_loss_mean, on_step=True, on_epoch=True, batch_size=x0.shape[0])
         for name, value in stats.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=x0.shape[0], sync_dist=True)
