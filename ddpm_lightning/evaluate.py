@@ -25,11 +25,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm_lightning.build import load_for_sampling
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.evaluation import SampleQuality
 from ddpm_lightning.lit.callbacks import save_grid
-from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, describe_sampler
 from ddpm_lightning.lit.progress import SamplingBar

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ddpm_lightning.build import build_module
 from ddpm_lightning.cli import _compose, _schema_error, check_overrides, user_error
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.train import GROUPS
 from tests.helpers.run import TINY, run_cli

@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ddpm_lightning.build import build_module
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.evaluation import SampleQuality
-from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import MNISTDataModule, load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics
 from tests.helpers.config import compose_train
