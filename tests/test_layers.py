@@ -12,6 +12,8 @@ Every import in every module is read with ``ast`` (function-level imports includ
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,6 +101,20 @@ def violations(root: Path) -> set[tuple[str, str]]:
             if under(module, "tests") and not under(module, "tests.helpers") and module != "tests":
                 found.add((path.relative_to(root).as_posix(), module))
     return found
+
+
+def test_core_and_evaluation_load_no_framework() -> None:
+    """At run time too (imports of imports): core (networks included) and evaluation load no Lightning, Hydra or
+    OmegaConf. One interpreter for both: each import costs seconds on a busy machine."""
+    code = (
+        "import sys, ddpm_lightning.core.schedules, ddpm_lightning.core.samplers, ddpm_lightning.core.degradations, "
+        "ddpm_lightning.core.networks.cnn, ddpm_lightning.core.networks.unet, ddpm_lightning.evaluation, "
+        "ddpm_lightning.evaluation.classifier; "
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FRAMEWORKS)}); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_imports_point_down_only() -> None:
