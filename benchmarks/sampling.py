@@ -20,11 +20,12 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.common import compose_train, run_config, speed_overrides, sync
+from ddpm_lightning.build import build_module, load_module
 from ddpm_lightning.core.dpm_solver import DPMSolver
 from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.evaluation.classifier import load_or_train_classifier
 from ddpm_lightning.evaluation.metrics import ClassifierFeatures, frechet_distance
-from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, build_module, load_module, read_checkpoint
+from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, read_checkpoint
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.lit.module import DiffusionModule
 

@@ -34,10 +34,10 @@ from benchmarks.common import (
     spread,
     sync,
 )
+from ddpm_lightning.build import build_module
 from ddpm_lightning.core.degradations import Degradation
 from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.schedules import NoiseSchedule
-from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 
 

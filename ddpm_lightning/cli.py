@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import ddpm_lightning.schema  # noqa: F401  (registers the configs' schemas with Hydra)
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.quiet import quiet_library_noise
 from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
@@ -137,23 +139,36 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides)
 
 
-def _type_name(value: Any) -> str | None:
-    for kind in (bool, int, float):
-        if isinstance(value, kind):
-            return kind.__name__
-    return None
+_CONVERTED = re.compile(r"Value '(.*)' (?:of type '\w+' could not be converted to (\w+)|is not a valid (\w+))")
+_TYPE_NAMES = {"Integer": "int", "Float": "float", "Boolean": "bool", "bool": "bool", "String": "str"}
+
+
+def _schema_error(exc: BaseException, parsed: list[Any]) -> str | None:
+    """``<key> must be <type>, got <value>`` for a value a schema (ddpm_lightning/schema.py) refused, if so."""
+    from omegaconf.errors import ValidationError
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__
+    match = _CONVERTED.match(str(cause)) if cause is not None else None
+    if cause is None or match is None:
+        return None
+    key = str(getattr(cause, "full_key", "") or "")
+    values = [o.value() for o in parsed if o.key_or_group == key]
+    value = values[-1] if values else match.group(1)
+    kind = _TYPE_NAMES.get(match.group(2) or match.group(3), match.group(2) or match.group(3))
+    return f"{key} must be {kind}, got {value!r}"
 
 
 def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) -> None:
-    """Reject bad command-line overrides in one line, before Hydra starts.
+    """Reject bad command-line overrides in one line, before Hydra starts (and before torch loads).
 
     - ``group=name`` whose ``conf/<group>/<name>.yaml`` does not exist (Hydra's own message spans
       several lines): names the bad choice and lists the valid ones;
-    - an unknown key or a malformed override (Hydra's composition error, first line);
-    - a value of the wrong type for a key whose default is a bool, int or float
-      (e.g. ``trainer.max_epochs=abc``): Hydra configs here are untyped yaml, so the default's type
-      is the schema.
-    Sweeps (``-m`` with ``a,b`` values) are checked for group names only.
+    - the config is composed once, so Hydra and the schemas (ddpm_lightning/schema.py) check the rest:
+      a value of the wrong type (``trainer.max_epochs=abc``: ``<key> must be int, got 'abc'``), an
+      unknown key or a malformed override (Hydra's error, first line).
+    Sweeps (``-m`` with ``a,b`` values) are checked for group names only: each job is composed when it starts.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -181,25 +196,9 @@ def check_overrides(argv: list[str], config_name: str, groups: tuple[str, ...]) 
     if flags or any(o.is_sweep_override() for o in parsed):
         return  # a multirun: each job's values are checked when it starts
     try:
-        cfg = _compose(config_name, args)
+        _compose(config_name, args)
     except Exception as exc:
-        _fail(_one_line(exc))
-    base = _compose(config_name, [a for a, o in zip(args, parsed) if o.key_or_group in groups])
-    for o in parsed:
-        if o.key_or_group in groups or o.is_delete():
-            continue
-        key = o.key_or_group
-        expected = _type_name(OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False))
-        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-        if expected is None or value is None:
-            continue
-        ok = {
-            "bool": isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        }[expected]
-        if not ok:
-            _fail(f"{key} must be {expected}, got {value!r}")
+        _fail(_schema_error(exc, parsed) or _one_line(exc))
 
 
 def _fail(message: str) -> None:

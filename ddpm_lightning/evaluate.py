@@ -1,9 +1,9 @@
 """Evaluate a checkpoint: ``python -m ddpm_lightning.evaluate ckpt_path=... n=1000 [sampler=ddim]``.
 
 n samples from a fixed seed -> every enabled metric of ``evaluation.SampleQuality`` (settings: the
-``metrics`` group, conf/metrics/, shared with the training callback) and ``DenoisingMetrics``
-(``denoise``) -> ``<run dir>/metrics.json`` holding the values, what each
-was computed on (N, sampler and its steps, real split, extractor and weights) and the timings, plus a
+``metrics`` group, conf/metrics/, shared with the training callback) and ``evaluation.DenoisingQuality``
+(``denoise``, the training callback ``DenoisingMetrics``' keys) -> ``<run dir>/metrics.json`` holding the
+values, what each was computed on (N, sampler and its steps, real split, extractor and weights) and the timings, plus a
 table on stdout. ``sampler=ddim`` (conf/sampler/) replaces the checkpoint's sampler.
 """
 
@@ -25,13 +25,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm_lightning.build import load_for_sampling
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.evaluation import SampleQuality
+from ddpm_lightning.evaluation import DenoisingQuality, SampleQuality
 from ddpm_lightning.lit.callbacks import save_grid
-from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.data import load_mnist
-from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, describe_sampler
+from ddpm_lightning.lit.metric_callbacks import describe_sampler
 from ddpm_lightning.lit.progress import SamplingBar
 from ddpm_lightning.rundir import check_writable
 
@@ -111,9 +111,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             save_grid(images[: int(cfg.save_grid)], out_dir / "samples.png")
     if cfg.get("denoise") is not None:
         d = cfg.denoise
-        den = DenoisingMetrics(n=int(d.n), timesteps=d.timesteps, seed=int(d.seed), config_key="denoise")
+        den = DenoisingQuality(n=int(d.n), timesteps=d.timesteps, seed=int(d.seed), config_key="denoise")
         x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint)[0][: den.n]  # (B, 1, 28, 28)
-        results.update(den.compute(module, x0))
+        results.update(den.compute(module, module.process, x0))
         settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
     if not results:
         raise DDPMError("every metric is switched off (metrics.*=false, denoise=null); nothing to evaluate")

@@ -19,10 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ddpm_lightning.build import load_for_sampling
 from ddpm_lightning.cli import entry, run_task
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.callbacks import save_grid
-from ddpm_lightning.lit.checkpoint import load_for_sampling
 from ddpm_lightning.lit.progress import SamplingBar
 from ddpm_lightning.rundir import check_writable
 

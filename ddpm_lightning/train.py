@@ -37,12 +37,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm_lightning.build import build_module, instantiate_trainer
 from ddpm_lightning.cli import FAILED_MARKER, entry, run_task
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, build_module, check_compatible
+from ddpm_lightning.lit.checkpoint import ConfigInCheckpoint, check_compatible
 from ddpm_lightning.lit.resilience import OptimizerOverrides
 from ddpm_lightning.lit.run_info import metrics_table, where_lines
-from ddpm_lightning.lit.startup import check_optimizer, check_resumable, instantiate_trainer, run_fit
+from ddpm_lightning.lit.startup import check_optimizer, check_resumable, run_fit
 from ddpm_lightning.rundir import write_yaml_atomic
 
 log = logging.getLogger(__name__)

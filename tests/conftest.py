@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import run
 from tests.helpers.run import DATA_DIR, TINY, run_cli
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In-process tests run torch on one thread (``DDPM_TEST_THREADS=<n>`` to change it): the suite shares a few busy
+    cores, where torch's default (a thread per core) made the samplers' many small steps 10-20x slower than one
+    thread. Results do not depend on it; entry points in subprocesses keep their own setting."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("DDPM_TEST_THREADS", "1")))
 
 
 @pytest.hookimpl(tryfirst=True)

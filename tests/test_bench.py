@@ -156,8 +156,8 @@ def test_speed_options_change_speed_not_results(data_dir: Path) -> None:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
+    from ddpm_lightning.build import build_module
     from ddpm_lightning.cli import _compose
-    from ddpm_lightning.lit.checkpoint import build_module
     from ddpm_lightning.lit.data import BatchTensorDataset, EpochSeededSampler, MNISTDataModule
 
     dms = [

@@ -139,9 +139,9 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
 
 
 def _compare_with_one_process(run: Path, logged: dict[str, float], n: int, callbacks: str) -> None:
+    from ddpm_lightning.build import load_module
     from ddpm_lightning.evaluation import SampleQuality
     from ddpm_lightning.lit.callbacks import share
-    from ddpm_lightning.lit.checkpoint import load_module
 
     module, cfg = load_module(run / "checkpoints" / "last.ckpt")  # the weights of the last validation
     blocks = [share(n, 1234, r, 2) for r in range(2)]

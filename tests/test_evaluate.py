@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpm_lightning.lit.checkpoint import load_module
+from ddpm_lightning.build import load_module
 from tests.helpers.run import FID_WEIGHTS, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess

@@ -12,6 +12,8 @@ Every import in every module is read with ``ast`` (function-level imports includ
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,8 @@ ENTRY_POINTS = (
     "classifier",
     "report",  # the Hydra entry points
     "cli",
+    "build",
+    "schema",
     "speed",
     "rundir",
     "quiet",
@@ -36,14 +40,7 @@ FRAMEWORKS = {"lightning", "pytorch_lightning", "lightning_fabric", "hydra", "om
 
 # Known crossings (file, module and its submodules), each to be deleted by the change that removes it; a stale entry
 # fails the test, so none can linger:
-ALLOWED = {
-    # Hydra in lit (found by this test): instantiating from config belongs to the entry points (issue 14, part C
-    # makes the module node instantiable by them); the run's overrides for the hparams come from the entry point.
-    ("ddpm_lightning/lit/checkpoint.py", "hydra.utils"),
-    ("ddpm_lightning/lit/checkpoint.py", "hydra.errors"),  # build_module unwraps InstantiationException's DDPMError
-    ("ddpm_lightning/lit/startup.py", "hydra.utils"),
-    ("ddpm_lightning/lit/startup.py", "hydra.errors"),
-}
+ALLOWED: set[tuple[str, str]] = set()  # none now
 
 
 def allowed(edge: tuple[str, str]) -> bool:
@@ -101,6 +98,20 @@ def violations(root: Path) -> set[tuple[str, str]]:
             if under(module, "tests") and not under(module, "tests.helpers") and module != "tests":
                 found.add((path.relative_to(root).as_posix(), module))
     return found
+
+
+def test_core_and_evaluation_load_no_framework() -> None:
+    """At run time too (imports of imports): core (networks included) and evaluation load no Lightning, Hydra or
+    OmegaConf. One interpreter for both: each import costs seconds on a busy machine."""
+    code = (
+        "import sys, ddpm_lightning.core.schedules, ddpm_lightning.core.samplers, ddpm_lightning.core.degradations, "
+        "ddpm_lightning.core.networks.cnn, ddpm_lightning.core.networks.unet, ddpm_lightning.evaluation, "
+        "ddpm_lightning.evaluation.classifier; "
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FRAMEWORKS)}); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_imports_point_down_only() -> None:

@@ -99,7 +99,7 @@ def test_checkpoint_path_mistakes_are_named(tmp_path: Path, trained_run: Path) -
 
 def test_a_non_finite_update_is_never_checkpointed(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
-    args = [*TINY, "~trainer.limit_train_batches"]
+    args = [*TINY, "trainer.limit_train_batches=null"]
     proc = run_cli(
         "ddpm_lightning.train",
         *args,

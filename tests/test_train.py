@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_lightning.cli import _compose, check_overrides, user_error
+from ddpm_lightning.build import build_module
+from ddpm_lightning.cli import _compose, _schema_error, check_overrides, user_error
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.data import load_mnist
 from ddpm_lightning.train import GROUPS
 from tests.helpers.run import TINY, run_cli
@@ -95,6 +95,10 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
         ("model=mlp", "unknown model 'mlp'; valid choices: cnn, unet"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be int, got 'abc'"),
         ("data.download=maybe", "data.download must be bool, got 'maybe'"),
+        ("data.train_subset=abc", "data.train_subset must be int, got 'abc'"),  # default null: typed by the schema
+        ("threads=two", "threads must be int, got 'two'"),
+        ("optimizer.lr=fast", "optimizer.lr must be float, got 'fast'"),
+        ("module.compile=maybe", "module.compile must be bool, got 'maybe'"),
         ("no_such_option=1", "Could not override 'no_such_option'. To append to your config use +no_such_option=1"),
         ("trainer.max_epochs=[1", "bad override:"),
     ],
@@ -106,6 +110,24 @@ def test_bad_override_is_one_clear_line(capsys, override: str, needle: str) -> N
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {needle}"), err
+
+
+@pytest.mark.parametrize(
+    "config, override, key",
+    [
+        ("train", "trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("train", "data.val_subset=all", "data.val_subset"),
+        ("evaluate", "metrics.fid=maybe", "metrics.fid"),
+        ("evaluate", "denoise.n=many", "denoise.n"),
+        ("sample", "save_tensor=maybe", "save_tensor"),
+    ],
+)
+def test_hydra_itself_refuses_a_bad_type(config: str, override: str, key: str) -> None:
+    """The schemas (ddpm_lightning/schema.py) type the configs: Hydra's own composition fails, not only the
+    command-line pre-check, and the pre-check reads Hydra's error."""
+    with pytest.raises(Exception) as info:
+        _compose(config, ["ckpt_path=x", override] if config != "train" else [override])
+    assert _schema_error(info.value, []) is not None and _schema_error(info.value, []).startswith(f"{key} must be ")
 
 
 @pytest.mark.parametrize(

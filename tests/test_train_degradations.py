@@ -10,10 +10,10 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ddpm_lightning.build import build_module, load_module
 from ddpm_lightning.core.cold import Blur, ColdSampler
 from ddpm_lightning.core.degradations import EntropyScaled
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import build_module, load_module
 from tests.helpers.config import compose_train, only_core_callbacks
 from tests.helpers.run import TINY, run_cli
 

@@ -3,6 +3,8 @@
 - ``quality.SampleQuality``: every sample-quality metric of a set of generated images, built from the
   ``conf/metrics/`` settings; used by the training callback ``lit.metric_callbacks.GenerativeMetrics``
   and by ``evaluate`` alike.
+- ``denoising.DenoisingQuality``: PSNR/SSIM of x̂0 at fixed noise levels, for the callback
+  ``lit.metric_callbacks.DenoisingMetrics`` and ``evaluate``'s ``denoise``.
 - ``metrics``: feature extractors (Inception, the MNIST classifier), the real-feature cache, FID / KID /
   PSNR / SSIM / class coverage through torchmetrics.
 - ``confidence``: real-vs-real floors and bootstrap intervals of FID.
@@ -10,6 +12,7 @@
 - ``data``: MNIST's IDX files as tensors in [−1, 1].
 """
 
+from ddpm_lightning.evaluation.denoising import DenoisingQuality
 from ddpm_lightning.evaluation.quality import SampleQuality
 
-__all__ = ["SampleQuality"]
+__all__ = ["DenoisingQuality", "SampleQuality"]

@@ -2,8 +2,9 @@
 
 Checkpoints are read with ``torch.load(weights_only=True)``: no code from the file is executed.
 Every checkpoint ``train`` writes holds the run's resolved config (``ConfigInCheckpoint``); its ``module``
-node (conf/train.yaml) is the DiffusionModule with its network, schedule, degradation, sampler and optimizer,
-and ``instantiate`` rebuilds the module from it. Resuming compares that node minus ``RUNTIME_KEYS``.
+node (conf/train.yaml) is the DiffusionModule with its network, schedule, degradation, sampler and optimizer:
+the entry points rebuild the module from it (``ddpm_lightning.build.load_module``) and ``restore_weights`` loads
+the weights into it. Resuming compares that node minus ``RUNTIME_KEYS``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.lit.module import CONFIG_KEY, DiffusionModule
-from ddpm_lightning.utils import first_line, pick_device
+from ddpm_lightning.utils import first_line
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -44,20 +43,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for files that need arbitrary code, EOFError if truncated
         raise DDPMError(f"cannot load checkpoint {path} safely (weights_only=True): {first_line(e)}") from None
-
-
-def build_module(cfg: DictConfig) -> DiffusionModule:
-    """``instantiate(cfg.module)``: the DiffusionModule a (train) config describes, parts included; a DDPMError
-    raised while building it (a bad schedule, a sampler that does not fit the degradation) comes out unwrapped."""
-    node = OmegaConf.create(
-        OmegaConf.to_container(cfg.module, resolve=True)
-    )  # instantiate(cfg.module) would resolve cfg's groups in place
-    try:
-        return instantiate(node)
-    except InstantiationException as e:  # Hydra wraps what the constructors raise
-        if isinstance(e.__cause__, DDPMError):
-            raise e.__cause__ from None
-        raise
 
 
 def module_node(run_config: dict[str, Any]) -> dict[str, Any]:
@@ -94,17 +79,11 @@ class ConfigInCheckpoint(pl.Callback):
         checkpoint[CONFIG_KEY] = self.run_config
 
 
-def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule, DictConfig]:
-    """(module in eval mode, its run config) from a checkpoint written by ``train``.
+def restore_weights(module: DiffusionModule, ckpt: dict[str, Any], path: str | Path, use_ema: bool = True) -> None:
+    """Load a checkpoint's weights into ``module`` (built from its ``module_node``) and put it in eval mode.
 
     With ``callbacks=ema`` the checkpoint's ``state_dict`` holds the EMA weights (Lightning's
     EMAWeightAveraging) and ``current_model_state`` the raw ones; ``use_ema=False`` loads the raw ones."""
-    ckpt = read_checkpoint(path)
-    if CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise DDPMError(f"{path} is not a ddpm_lightning checkpoint (no '{CONFIG_KEY}' or 'state_dict')")
-    run_config = ckpt[CONFIG_KEY]
-    cfg = OmegaConf.create(run_config)
-    module = build_module(OmegaConf.create({"module": module_node(run_config)}))
     state = ckpt["state_dict"]
     if not use_ema and "current_model_state" in ckpt:
         state = ckpt["current_model_state"]
@@ -113,20 +92,6 @@ def load_module(path: str | Path, use_ema: bool = True) -> tuple[DiffusionModule
     except RuntimeError as e:
         raise DDPMError(f"checkpoint {path} does not match its model config: {first_line(e)}") from None
     module.eval()
-    return module, cfg
-
-
-def load_for_sampling(
-    path: str | Path, device: str | None = None, precision: str | None = None
-) -> tuple[DiffusionModule, torch.device]:
-    """The checkpoint's module (EMA weights if any) on ``device`` (None: cuda if available, else cpu),
-    sampling in ``precision`` (None: the checkpoint's own ``sample_precision``): what sample/evaluate run."""
-    module, _ = load_module(path)
-    dev = pick_device(device)
-    module.to(dev)
-    if precision:
-        module.set_sample_precision(str(precision))
-    return module, dev
 
 
 # The module node's keys that do not change what the weights mean: resume applies the new values (the optimizer's

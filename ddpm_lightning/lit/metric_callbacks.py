@@ -5,8 +5,8 @@
   ``val/psnr``, ``val/ssim``, ``val/fid``, ``val/kid``/``val/kid_std``, ``val/fid_mnist``, ``val/class_entropy``,
   ``val/modes_covered``, floors and intervals; the predicted digits as the TensorBoard histogram
   ``val/predicted_class``. Each switchable.
-- ``DenoisingMetrics``: x̂0 from one network call on a fixed validation batch at fixed t,
-  ``val/denoise_psnr_t<t>`` and ``val/denoise_ssim_t<t>``.
+- ``DenoisingMetrics``: ``ddpm_lightning.evaluation.DenoisingQuality`` (x̂0 from one network call at fixed t)
+  on a fixed validation batch: ``val/denoise_psnr_t<t>`` and ``val/denoise_ssim_t<t>``.
 
 Under DDP every rank takes part (README "Sweeps"): ``GenerativeMetrics`` samples ``share(n, ...)``, its
 block of the n samples with a seed of its own, gathers all n and computes the metrics on them, so every rank
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ddpm_lightning.core.errors import DDPMError
 from ddpm_lightning.core.samplers import Sampler
-from ddpm_lightning.evaluation.metrics import to_unit
+from ddpm_lightning.evaluation.denoising import DenoisingQuality
 from ddpm_lightning.evaluation.quality import SampleQuality
 from ddpm_lightning.lit.callbacks import generate_shares
 from ddpm_lightning.lit.module import DiffusionModule, SamplerFactory
@@ -160,14 +160,8 @@ class GenerativeMetrics(pl.Callback):
 
 
 class DenoisingMetrics(pl.Callback):
-    """PSNR/SSIM of x̂0 against x0 for the first ``n`` validation images at fixed ``timesteps``.
-
-    z_t comes from the module's own process with noise from ``seed`` (fixed per t), then
-    x̂0 = ``process.x0_from_output``: (z_t − √(1−ᾱ_t)·ĝ)/√ᾱ_t for ε-prediction (Ho et al. 2020, eq. 4 solved
-    for x0), or the network output itself for a degradation predicting 'x0'. x̂0 is clamped to [−1, 1];
-    pixels compared in [0, 1].
-    ``timesteps`` null: round(0.1·T), round(0.5·T), round(0.9·T) (100, 500, 900 at T = 1000).
-    """
+    """``evaluation.DenoisingQuality`` (PSNR/SSIM of x̂0 against x0 at fixed ``timesteps``) of the first ``n``
+    validation images, every ``every_n_epochs`` epochs and at the last."""
 
     def __init__(
         self,
@@ -179,59 +173,18 @@ class DenoisingMetrics(pl.Callback):
     ) -> None:
         if n < 1 or every_n_epochs < 1:
             raise DDPMError(f"{config_key}: n and every_n_epochs must be >= 1, got {n}, {every_n_epochs}")
-        self.n, self.timesteps, self.seed, self.every_n_epochs, self.config_key = (
-            n,
-            timesteps,
-            seed,
-            every_n_epochs,
-            config_key,
-        )
+        self.quality = DenoisingQuality(n=n, timesteps=timesteps, seed=seed, config_key=config_key)
+        self.n, self.every_n_epochs, self.config_key = n, every_n_epochs, config_key
         self.x0: Tensor | None = None
         self._logged_settings = False
-
-    def resolve_timesteps(self, T: int) -> list[int]:
-        ts = list(self.timesteps) if self.timesteps else sorted({max(1, round(f * T)) for f in (0.1, 0.5, 0.9)})
-        bad = [t for t in ts if not (isinstance(t, int) and 1 <= t <= T)]
-        if bad:
-            raise DDPMError(f"{self.config_key}.timesteps must be integers in [1, T={T}], got {bad}")
-        return ts
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate") or not isinstance(pl_module, DiffusionModule):
             return
-        self.resolve_timesteps(pl_module.schedule.T)  # bad timesteps: fail before the first epoch
+        self.quality.resolve_timesteps(pl_module.schedule.T)  # bad timesteps: fail before the first epoch
         dm = getattr(trainer, "datamodule", None)
         if dm is not None and hasattr(dm, "val_images"):
             self.x0 = dm.val_images[: self.n].clone()
-
-    @torch.no_grad()
-    def compute(self, module: DiffusionModule, x0: Tensor) -> dict[str, float]:
-        """{'denoise_psnr_t<t>', 'denoise_ssim_t<t>'} for x0 (B, 1, 28, 28) in [−1, 1]."""
-        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-        was_training = module.training
-        module.eval()  # DES keeps its running scale untouched in eval mode
-        x0 = x0.to(module.device)
-        out: dict[str, float] = {}
-        for t in self.resolve_timesteps(module.schedule.T):
-            generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + t)
-            tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)  # (B,)
-            z_t, _ = module.process.training_example(x0, tt, generator)  # (B, 1, 28, 28)
-            x0_hat = module.process.x0_from_output(z_t, t, module(z_t, tt))  # (B, 1, 28, 28)
-            pred, target = to_unit(x0_hat.clamp(-1, 1)), to_unit(x0)
-            out[f"denoise_psnr_t{t}"] = float(peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3)))
-            out[f"denoise_ssim_t{t}"] = float(structural_similarity_index_measure(pred, target, data_range=1.0))
-        module.train(was_training)
-        return out
-
-    def settings(self, T: int) -> dict[str, Any]:
-        return {
-            "images": f"first {self.n} validation images",
-            "timesteps": self.resolve_timesteps(T),
-            "noise_seed": self.seed,
-            "x0_hat": "(z_t - sqrt(1-abar_t) g) / sqrt(abar_t) (eps) or g (x0), clamped to [-1, 1]",
-            "pixel_range": "[0, 1]",
-        }
 
     def _first_val_images(self, trainer: pl.Trainer) -> Tensor | None:
         """The first n images of the validation loader(s), for data modules without ``val_images``."""
@@ -253,7 +206,7 @@ class DenoisingMetrics(pl.Callback):
             if self.x0 is None:
                 raise DDPMError(f"{self.config_key}: no validation images to measure denoising on")
         if not self._logged_settings:
-            log_text(trainer, "metrics/denoising", self.settings(pl_module.schedule.T))
+            log_text(trainer, "metrics/denoising", self.quality.settings(pl_module.schedule.T))
             self._logged_settings = True
-        values = self.compute(pl_module, self.x0)  # the same images and noise on every rank: the same values
+        values = self.quality.compute(pl_module, pl_module.process, self.x0)  # the same on every rank
         pl_module.log_dict({f"val/{k}": v for k, v in values.items()}, sync_dist=True)

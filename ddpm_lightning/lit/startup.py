@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from ddpm_lightning.core.errors import DDPMError
@@ -47,17 +45,6 @@ def check_optimizer(module: DiffusionModule, optimizer_cfg: DictConfig) -> dict[
     except (ValueError, TypeError) as e:
         settings = ", ".join(f"optimizer.{k}={v}" for k, v in optimizer_cfg.items() if not str(k).startswith("_"))
         raise DDPMError(f"bad optimizer setting ({settings}): {first_line(e)}") from None
-
-
-def instantiate_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
-    """The Trainer; a value Lightning refuses (``trainer.max_epochs=-2``) is one line, not a Hydra traceback."""
-    try:
-        return instantiate(trainer_cfg, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        if isinstance(cause, (MisconfigurationException, ValueError)):
-            raise DDPMError(f"bad trainer setting: {first_line(cause)}") from None
-        raise
 
 
 class _Started(pl.Callback):

@@ -166,14 +166,14 @@ def _module(degradation: str = "gaussian", sampler: Callable[..., samplers_mod.S
     ],
 )
 def test_module_generate_and_denoising_metrics(degradation: str, sampler: Callable[..., samplers_mod.Sampler]) -> None:
-    from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics
+    from ddpm_lightning.evaluation import DenoisingQuality
 
     module = _module(degradation, sampler)
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
     with torch.device("meta"), NoImplicitDevice():
         images = module.generate(3, seed=0, batch_size=2)
     with NoImplicitDevice():  # torchmetrics' own host scalars are fine; see the module docstring
-        values = DenoisingMetrics(n=3, timesteps=[2, 10]).compute(module, x0)
+        values = DenoisingQuality(n=3, timesteps=[2, 10]).compute(module, module.process, x0)
     assert images.device.type == "cpu" and images.shape == (3, 1, 28, 28) and torch.isfinite(images).all()
     assert set(values) == {"denoise_psnr_t2", "denoise_ssim_t2", "denoise_psnr_t10", "denoise_ssim_t10"}
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddpm_lightning.build import load_module
 from ddpm_lightning.core import schedules
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import DDIM, Ancestral, noise_chunk
-from ddpm_lightning.lit.checkpoint import load_module, read_checkpoint
+from ddpm_lightning.lit.checkpoint import read_checkpoint
 from tests.helpers.gpu import ACCELERATOR, DEVICE, TINY, check_run, train
 from tests.helpers.run import run_cli
 

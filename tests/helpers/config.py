@@ -5,6 +5,7 @@ from __future__ import annotations
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import ddpm_lightning.cli  # noqa: F401  (registers the configs' schemas and resolvers, as the entry points do)
 from tests.helpers.run import REPO
 
 CONF_DIR = REPO / "conf"

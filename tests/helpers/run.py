@@ -18,7 +18,7 @@ FID_WEIGHTS = Path(os.environ.get("DDPM_FID_WEIGHTS", SHARED / "weights" / "pt_i
 # Overrides that shrink a training run to seconds on CPU (real MNIST files, tiny T, few batches): conf/debug/tiny.yaml.
 TINY = ["+debug=tiny"]
 # TINY without its batch limit: runs that each test bounds (trainer.max_epochs=..., always given) or interrupts itself.
-UNBOUNDED = [*TINY, "~trainer.limit_train_batches"]
+UNBOUNDED = [*TINY, "trainer.limit_train_batches=null"]
 # A 2-epoch run of a tiny CNN in a few seconds, without progress bars: the sweeps' jobs (report, multirun, DDP tests).
 TINY_SWEEP = ["+debug=quiet", "T=10", "capacity.channels=[8,8]", "trainer.max_epochs=2"]
 

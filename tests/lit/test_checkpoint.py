@@ -8,9 +8,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from ddpm_lightning.build import build_module, load_module
 from ddpm_lightning.cli import _compose
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import RUNTIME_KEYS, build_module, check_compatible, load_module, read_checkpoint
+from ddpm_lightning.lit.checkpoint import RUNTIME_KEYS, check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import CONFIG_KEY, DiffusionModule
 from tests.helpers.run import TINY
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddpm_lightning.build import load_module
 from ddpm_lightning.cli import _compose
-from ddpm_lightning.lit.checkpoint import load_module
 from tests.helpers.run import TINY, run_cli
 
 STEPS = 3

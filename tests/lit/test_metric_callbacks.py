@@ -13,10 +13,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ddpm_lightning.build import build_module
 from ddpm_lightning.core.degradations import Gaussian
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.evaluation import SampleQuality
-from ddpm_lightning.lit.checkpoint import build_module
+from ddpm_lightning.evaluation import DenoisingQuality, SampleQuality
 from ddpm_lightning.lit.data import MNISTDataModule, load_mnist
 from ddpm_lightning.lit.metric_callbacks import DenoisingMetrics, GenerativeMetrics
 from tests.helpers.config import compose_train
@@ -122,20 +122,20 @@ def test_denoising_x0_hat_from_oracle_and_zero_networks(data_dir: Path) -> None:
             return super().training_example(x0, t, schedule, generator).z_t, x0
 
     module = build_module(_compose("T=50"))
-    den = DenoisingMetrics(n=8, timesteps=[5, 25, 45])
+    den = DenoisingQuality(n=8, timesteps=[5, 25, 45])
     module.network = Oracle(module.schedule, "eps")
-    exact = den.compute(module, x0)
+    exact = den.compute(module, module.process, x0)
     assert set(exact) == {f"denoise_{m}_t{t}" for t in (5, 25, 45) for m in ("psnr", "ssim")}
     assert min(exact[f"denoise_psnr_t{t}"] for t in (5, 25, 45)) > 50 and exact["denoise_ssim_t45"] > 0.999
     module.degradation, module.network = X0Gaussian(), Oracle(module.schedule, "x0")
-    assert den.compute(module, x0)["denoise_psnr_t45"] == math.inf  # x̂0 is the network output itself
+    assert den.compute(module, module.process, x0)["denoise_psnr_t45"] == math.inf  # x̂0 is the network output itself
     module.degradation, module.network = Gaussian(), ZeroNet()
-    zero = den.compute(module, x0)  # x̂0 = z_t/√ᾱ_t: worse at larger t
+    zero = den.compute(module, module.process, x0)  # x̂0 = z_t/√ᾱ_t: worse at larger t
     assert zero["denoise_psnr_t5"] > zero["denoise_psnr_t25"] > zero["denoise_psnr_t45"]
-    assert den.compute(module, x0) == zero  # fixed noise per t
+    assert den.compute(module, module.process, x0) == zero  # fixed noise per t
     with pytest.raises(DDPMError, match=r"timesteps must be integers in \[1, T=50\], got \[60\]"):
-        DenoisingMetrics(timesteps=[10, 60]).compute(module, x0)
-    assert DenoisingMetrics().resolve_timesteps(1000) == [100, 500, 900]
+        DenoisingQuality(timesteps=[10, 60]).compute(module, module.process, x0)
+    assert DenoisingQuality().resolve_timesteps(1000) == [100, 500, 900]
 
 
 class ZeroNet(torch.nn.Module):

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.helpers.run import DATA_DIR, TINY, run_cli
 
 # 7 batches of 64 per epoch and the default log_every_n_steps (50): the README's short-run shape
-SHORT = [*TINY, "~trainer.limit_train_batches", "trainer.log_every_n_steps=50", "data.train_subset=448"]
+SHORT = [*TINY, "trainer.limit_train_batches=null", "trainer.log_every_n_steps=50", "data.train_subset=448"]
 NOISE = ("Warning", "warn(", "litlogger", "FLOPs", "LeafSpec", "model summary")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddpm_lightning.build import load_module
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.lit.checkpoint import load_module
 from tests.helpers.run import run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
