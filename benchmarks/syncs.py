@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 
-from ddpm_lightning.lit.checkpoint import build_module
+from ddpm_lightning.build import build_module
 from ddpm_lightning.lit.host_syncs import CountHostSyncs
 
 
