@@ -54,3 +54,46 @@ def test_ema_starts_after_a_warm_up_and_the_sampler_clips(cfg) -> None:
     assert not ema.should_update(step_idx=start - 1) and ema.should_update(step_idx=start)
     sampler = build_module(cfg).make_sampler()
     assert type(sampler).__name__ == "DPMSolver" and sampler.clip_x0
+
+
+@pytest.mark.parametrize(
+    ("ablation", "changed"),
+    [
+        ("no_ema", lambda c: c.callbacks.get("ema") is None),
+        ("constant_lr", lambda c: c.lr_scheduler is None and c.optimizer.lr == 1e-3),
+        ("no_clip", lambda c: c.sampler.clip_x0 is False),
+        ("linear_schedule", lambda c: c.schedule._target_.endswith(".linear")),
+        (
+            "study_training",
+            lambda c: (
+                c.lr_scheduler is None
+                and c.optimizer.lr == 2e-4
+                and c.callbacks.get("ema") is None
+                and c.schedule._target_.endswith(".linear")
+                and c.trainer.gradient_clip_val is None
+            ),
+        ),
+    ],
+)
+def test_each_ablation_changes_its_one_thing(ablation, changed) -> None:
+    best = _compose("train", ["experiment=best"])
+    cfg = _compose("train", ["experiment=best", f"+ablation={ablation}"])
+    assert changed(cfg) and not changed(best)
+    assert cfg.capacity.channels == best.capacity.channels and cfg.model._target_ == best.model._target_
+
+
+def test_gpu_recipe_is_bounded_to_ten_minutes() -> None:
+    cfg = _compose("train", ["experiment=best_gpu"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_time == "00:00:10:00"
+    assert cfg.lr_scheduler is not None and cfg.sampler.clip_x0 and cfg.callbacks.ema.decay > 0.999
+
+
+def test_unknown_ablation_is_one_line_naming_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    from ddpm_lightning.cli import check_overrides
+    from ddpm_lightning.train import GROUPS
+
+    with pytest.raises(SystemExit) as exit_info:
+        check_overrides(["train", "experiment=best", "+ablation=nope"], "train", GROUPS)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown ablation 'nope'; valid choices: ") and "no_ema" in err and "\n" not in err
