@@ -61,6 +61,8 @@ class TrainerSchema:
     enable_progress_bar: Optional[bool] = None
     deterministic: Any = None  # bool or "warn"
     plugins: Any = None
+    gradient_clip_val: Optional[float] = None
+    max_time: Any = None  # "DD:HH:MM:SS" or a dict (Lightning checks it)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ModuleSchema:
     degradation: Any = None
     sampler: Any = None
     optimizer: Any = None
+    lr_scheduler: Any = None
     image_shape: list[int] = field(default_factory=lambda: [1, 28, 28])  # (C, H, W)
     val_seed: int = 0
     check_finite: bool = True
@@ -100,6 +103,8 @@ class TrainSchema:
     ckpt_path: Optional[str] = None
     optimized_metric: Optional[str] = None
     threads: Optional[int] = None
+    float32_matmul_precision: Optional[str] = None  # highest | high | medium (torch checks it)
+    lr_scheduler: Any = None  # a partial torch.optim.lr_scheduler class (experiment=best) or null
     data: DataSchema = field(default_factory=DataSchema)
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     optimizer: OptimizerSchema = field(default_factory=OptimizerSchema)

@@ -20,6 +20,7 @@ GROUPS = (
     "experiment",
     "speed",
     "debug",
+    "ablation",  # +ablation=<name>: one change to experiment=best (conf/ablation/)
 )
 if __name__ == "__main__":  # a typo in an override fails here, in about a second: before torch and Lightning load
     from ddpm_lightning.cli import check_argv

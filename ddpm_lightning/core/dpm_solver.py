@@ -29,13 +29,20 @@ class DPMSolver(Sampler):
     name = "dpm_solver"
 
     def __init__(
-        self, process: DiffusionProcess, num_steps: int = 50, eta: float = 1.0, order: int = 2, spacing: str = "logsnr"
+        self,
+        process: DiffusionProcess,
+        num_steps: int = 50,
+        eta: float = 1.0,
+        order: int = 2,
+        spacing: str = "logsnr",
+        clip_x0: bool = False,
     ) -> None:
         super().__init__(process)
         check_steps(process.schedule, num_steps, eta, spacing)
         if order not in (1, 2):
             raise DDPMError(f"sampler.order must be one of [1, 2], got {order!r}")
         self.num_steps, self.eta, self.order, self.spacing = num_steps, eta, order, spacing
+        self.clip_x0 = bool(clip_x0)  # D clipped to [−1, 1] (the data prediction's thresholding, Lu et al. 2022 §4)
         self._last: tuple[Tensor, float] | None = None  # (D, h) of the previous step
         self._alpha_bars: list[float] = []
 
@@ -50,7 +57,7 @@ class DPMSolver(Sampler):
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
         ab, ab_prev = self._alpha_bars[t], self._alpha_bars[t_prev]
         alpha, sigma = math.sqrt(ab), math.sqrt(1 - ab)
-        d = self.process.x0_from_output(z, t, model_output)  # x̂0 = (z_t − σ_t·ĝ)/α_t, (B, C, H, W)
+        d = self.x0_hat(z, t, model_output)  # x̂0 = (z_t − σ_t·ĝ)/α_t, (B, C, H, W); clip_x0: in [−1, 1]
         if t_prev == 0:
             return StepOutput(d, d)
         alpha_prev, sigma_prev = math.sqrt(ab_prev), math.sqrt(1 - ab_prev)

@@ -92,6 +92,7 @@ class Sampler:
 
     name = "sampler"
     prediction = "eps"
+    clip_x0 = False  # x̂0 clipped to the data range [−1, 1] in every step (``x0_hat``); off: the formulas as written
 
     def __init__(self, process: DiffusionProcess) -> None:
         if process.prediction != self.prediction:
@@ -105,6 +106,12 @@ class Sampler:
 
     def set_timesteps(self) -> None:
         raise NotImplementedError
+
+    def x0_hat(self, z: Tensor, t: int, model_output: Tensor) -> Tensor:
+        """x̂0 (B, C, H, W) from the network's output (``process.x0_from_output``), clamped to the data range
+        [−1, 1] when ``clip_x0`` (Ho et al. 2020's code, ``clip_denoised``; diffusers' ``clip_sample``)."""
+        x0 = self.process.x0_from_output(z, t, model_output)
+        return x0.clamp(-1, 1) if self.clip_x0 else x0
 
     def previous(self, i: int) -> int:
         return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
@@ -153,23 +160,33 @@ class Ancestral(Sampler):
 
     z_{t−1} = (z_t − β_t/√(1−ᾱ_t) · ĝ) / √(1−β_t) + σ_t·e,  no noise on the last step (t = 1).
     ``variance="beta"``: σ_t² = β_t (the study); ``"beta_tilde"``: σ_t² = β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t.
+    ``clip_x0``: the mean is the posterior mean of q(z_{t−1} | z_t, x0) at the clipped x̂0 (eq. 7),
+    μ̃ = √ᾱ_{t−1}·β_t/(1−ᾱ_t)·x̂0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·z_t, which equals line 4 for an unclipped x̂0.
     """
 
     name = "ancestral"
 
-    def __init__(self, process: DiffusionProcess, variance: str = "beta") -> None:
+    def __init__(self, process: DiffusionProcess, variance: str = "beta", clip_x0: bool = False) -> None:
         super().__init__(process)
         if variance not in ("beta", "beta_tilde"):
             raise DDPMError(f"sampler.variance must be one of ['beta', 'beta_tilde'], got {variance!r}")
         self.variance = variance
+        self.clip_x0 = bool(clip_x0)
 
     def set_timesteps(self) -> None:
         self.timesteps = list(range(self.schedule.T, 0, -1))
 
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
         s = self.schedule  # coefficients precomputed in float64 (NoiseSchedule)
-        x0_hat = self.process.x0_from_output(z, t, model_output)  # reported only: the mean below is Alg. 2's
-        mean = (z - s.eps_coefs[t] * model_output) * s.sqrt_recip_alphas[t]  # Alg. 2, line 4
+        x0_hat = self.x0_hat(z, t, model_output)  # reported only, unless clip_x0: the mean below is Alg. 2's
+        if self.clip_x0:  # μ̃_t(z_t, x̂0), eq. 7, coefficients in float64 host floats
+            ab, ab_prev = s.alpha_bars_host[t], s.alpha_bars_host[t - 1]
+            beta, one_minus_ab = 1 - ab / ab_prev, 1 - ab
+            mean = (math.sqrt(ab_prev) * beta / one_minus_ab) * x0_hat + (
+                math.sqrt(ab / ab_prev) * (1 - ab_prev) / one_minus_ab
+            ) * z
+        else:
+            mean = (z - s.eps_coefs[t] * model_output) * s.sqrt_recip_alphas[t]  # Alg. 2, line 4
         if noise is None:
             return StepOutput(mean, x0_hat)
         sigma = s.sqrt_betas[t] if self.variance == "beta" else s.sqrt_posterior_variances[t]
@@ -183,18 +200,25 @@ class DDIM(Sampler):
     σ = η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
     z_prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev−σ²)·ĝ + σ·e
     η = 0 is deterministic; η = 1 with every step equals ancestral sampling with σ_t² = β̃_t.
+    ``clip_x0``: x̂0 clipped to [−1, 1] in the first term, ĝ kept in the second (diffusers' ``clip_sample``).
     """
 
     name = "ddim"
 
     def __init__(
-        self, process: DiffusionProcess, num_steps: int = 50, eta: float = 0.0, spacing: str = "linear"
+        self,
+        process: DiffusionProcess,
+        num_steps: int = 50,
+        eta: float = 0.0,
+        spacing: str = "linear",
+        clip_x0: bool = False,
     ) -> None:
         super().__init__(process)
         check_steps(process.schedule, num_steps, eta, spacing)
         self.num_steps = num_steps
         self.eta = eta
         self.spacing = spacing
+        self.clip_x0 = bool(clip_x0)
 
     def set_timesteps(self) -> None:
         self.timesteps = spaced_timesteps(self.schedule, self.num_steps, self.spacing)
@@ -203,10 +227,13 @@ class DDIM(Sampler):
         return self.eta > 0 and t_prev > 0
 
     def step(self, model_output: Tensor, t: int, t_prev: int, z: Tensor, noise: Tensor | None) -> StepOutput:
-        x0_hat = self.process.x0_from_output(z, t, model_output)  # reported; z_prev folds it in below
+        x0_hat = self.x0_hat(z, t, model_output)  # reported; z_prev folds it in below (unless clip_x0)
         s = self.schedule  # ᾱ as float64 host floats: every coefficient in float64, rounded once by torch
         ab, ab_prev = s.alpha_bars_host[t], s.alpha_bars_host[t_prev]
         sigma = self.eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
+        if self.clip_x0:  # eq. 12 as written: √ᾱ_prev·x̂0 + √(1−ᾱ_prev−σ²)·ĝ
+            z_prev = math.sqrt(ab_prev) * x0_hat + math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) * model_output
+            return StepOutput(z_prev if noise is None else z_prev + sigma * noise, x0_hat)
         # z_prev = √ᾱ_prev·(z − √(1−ᾱ)·ĝ)/√ᾱ + √(1−ᾱ_prev−σ²)·ĝ, as c_z·z + c_g·ĝ (eq. 12)
         c_z = math.sqrt(ab_prev / ab)
         c_g = math.sqrt(max(1 - ab_prev - sigma**2, 0.0)) - c_z * math.sqrt(1 - ab)

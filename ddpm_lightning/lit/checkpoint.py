@@ -97,7 +97,16 @@ def restore_weights(module: DiffusionModule, ckpt: dict[str, Any], path: str | P
 # The module node's keys that do not change what the weights mean: resume applies the new values (the optimizer's
 # through lit/resilience.py's OptimizerOverrides). Any other difference (network, schedule with T, degradation,
 # image_shape) makes resuming an error.
-RUNTIME_KEYS = ("sampler", "optimizer", "val_seed", "check_finite", "channels_last", "compile", "sample_precision")
+RUNTIME_KEYS = (
+    "sampler",
+    "optimizer",
+    "lr_scheduler",
+    "val_seed",
+    "check_finite",
+    "channels_last",
+    "compile",
+    "sample_precision",
+)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

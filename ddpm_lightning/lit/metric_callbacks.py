@@ -49,6 +49,8 @@ def describe_sampler(sampler: Sampler) -> dict[str, Any]:
     for key in ("variance", "eta", "num_steps", "order", "spacing"):
         if hasattr(sampler, key):
             info[key] = getattr(sampler, key)
+    if sampler.clip_x0:  # recorded only when on, so the default settings read as before
+        info["clip_x0"] = True
     return info
 
 

@@ -52,6 +52,7 @@ class DiffusionModule(pl.LightningModule):
         degradation: Degradation,
         sampler: SamplerFactory,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         image_shape: Sequence[int] = (1, 28, 28),
         val_seed: int = 0,
         check_finite: bool = True,
@@ -65,6 +66,7 @@ class DiffusionModule(pl.LightningModule):
         self.degradation = degradation
         self.sampler_factory = sampler
         self.optimizer_factory = optimizer or (lambda params: torch.optim.Adam(params, lr=2e-4))
+        self.lr_scheduler_factory = lr_scheduler  # (optimizer, total_steps=...) -> a per-step LR scheduler; None: none
         self.image_shape = tuple(int(s) for s in image_shape)  # (C, H, W) of generated images
         self.val_seed = val_seed
         self.check_finite = check_finite
@@ -150,8 +152,18 @@ class DiffusionModule(pl.LightningModule):
         loss, _ = self.diffusion_loss(x0, generator)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def build_optimizer(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.network.parameters())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The optimizer, with the configured LR scheduler stepped after every optimizer step (Lightning's
+        ``interval: step``); the scheduler's partial gets ``total_steps``, the run's optimizer steps."""
+        optimizer = self.build_optimizer()
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.lr_scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---- sampling ----------------------------------------------------------------------------
     def make_sampler(self, factory: SamplerFactory | None = None) -> Sampler:

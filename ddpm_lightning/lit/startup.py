@@ -41,7 +41,7 @@ def check_resumable(path: str, trainer_cfg: DictConfig) -> None:
 def check_optimizer(module: DiffusionModule, optimizer_cfg: DictConfig) -> dict[str, Any]:
     """Build the optimizer once (a bad ``optimizer.lr=-1`` fails here in one line); return its hyperparameters."""
     try:
-        return dict(module.configure_optimizers().defaults)  # type: ignore[union-attr]
+        return dict(module.build_optimizer().defaults)
     except (ValueError, TypeError) as e:
         settings = ", ".join(f"optimizer.{k}={v}" for k, v in optimizer_cfg.items() if not str(k).startswith("_"))
         raise DDPMError(f"bad optimizer setting ({settings}): {first_line(e)}") from None
