@@ -9,8 +9,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from ddpm_lightning.build import build_module
 from ddpm_lightning.cli import _compose
-from ddpm_lightning.lit.checkpoint import build_module
 from ddpm_lightning.lit.ema import WarmupEMA
 
 STEPS = 200  # the run's optimizer steps (Lightning's trainer.estimated_stepping_batches)
