@@ -120,20 +120,26 @@ class TrainSchema:
 
 
 @dataclass
-class SampleSchema:
-    """conf/sample.yaml."""
+class CheckpointTaskSchema:
+    """What ``sample`` and ``evaluate`` share: a checkpoint, sampled in batches on a device."""
 
-    task_name: str = "sample"
     ckpt_path: str = MISSING
-    n: int = 64
-    seed: int = 0
     batch_size: int = 500
     device: Optional[str] = None
     precision: Optional[str] = None
     output: Optional[str] = None
-    save_tensor: bool = False
     sampler: Any = None
     paths: Any = None
+
+
+@dataclass
+class SampleSchema(CheckpointTaskSchema):
+    """conf/sample.yaml."""
+
+    task_name: str = "sample"
+    n: int = 64
+    seed: int = 0
+    save_tensor: bool = False
 
 
 @dataclass
@@ -174,24 +180,17 @@ class DenoiseSchema:
 
 
 @dataclass
-class EvaluateSchema:
+class EvaluateSchema(CheckpointTaskSchema):
     """conf/evaluate.yaml."""
 
     task_name: str = "evaluate"
-    ckpt_path: str = MISSING
     n: int = 1000
     seed: int = 1234
-    batch_size: int = 500
-    device: Optional[str] = None
-    precision: Optional[str] = None
     data_root: str = MISSING
     split: str = "test"
-    output: Optional[str] = None
     save_grid: int = 64
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
     denoise: Optional[DenoiseSchema] = field(default_factory=DenoiseSchema)
-    sampler: Any = None
-    paths: Any = None
 
 
 SCHEMAS = {"train_schema": TrainSchema, "sample_schema": SampleSchema, "evaluate_schema": EvaluateSchema}
