@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddpm_lightning.cli import CONF_DIR, _compose
+from ddpm_lightning.reporting.runs import event_dir
 from tests.helpers.run import TINY, run_cli
 
 RUNS = ("study_linear", "study_geometric", "study_custom", "study_large", "study_des")
@@ -80,7 +81,7 @@ def test_study_fast_logs_per_epoch_and_final_metrics_with_their_protocol(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()]
-    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(event_dir(run / "tensorboard")), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
     assert len(steps["val/fid_mnist"]) == 2 and len(steps["val/psnr"]) == 2

@@ -38,7 +38,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert f"python -m ddpm_lightning.report {run_dir}" in out[end:] and f"tensorboard --logdir {run_dir}" in out[end:]
 
     (tb_run,) = (run_dir / "tensorboard").iterdir()  # the TensorBoard run, named by the overrides (old: none)
-    expected = "debug=tiny,trainer.limit_train_batches,trainer.log_every_n_steps=50,data.train_subset=448"
+    expected = "debug=tiny,trainer.limit_train_batches=null,trainer.log_every_n_steps=50,data.train_subset=448"
     assert tb_run.name == f"{expected},schedule=geometric"
     acc = EventAccumulator(str(tb_run))
     acc.Reload()
