@@ -91,6 +91,7 @@ class ModuleSchema:
     channels_last: bool = False
     compile: bool = False
     sample_precision: Optional[str] = None
+    loss_weighting: Any = None
 
 
 @dataclass
@@ -104,6 +105,7 @@ class TrainSchema:
     optimized_metric: Optional[str] = None
     threads: Optional[int] = None
     float32_matmul_precision: Optional[str] = None  # highest | high | medium (torch checks it)
+    loss_weighting: Any = None  # core/loss_weighting.py's MinSNR (experiment=best) or null: uniform
     lr_scheduler: Any = None  # a partial torch.optim.lr_scheduler class (experiment=best) or null
     data: DataSchema = field(default_factory=DataSchema)
     trainer: TrainerSchema = field(default_factory=TrainerSchema)

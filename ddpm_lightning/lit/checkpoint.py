@@ -101,6 +101,7 @@ RUNTIME_KEYS = (
     "sampler",
     "optimizer",
     "lr_scheduler",
+    "loss_weighting",
     "val_seed",
     "check_finite",
     "channels_last",

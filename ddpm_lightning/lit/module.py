@@ -1,9 +1,10 @@
 """DiffusionModule: one batch from the data module through degradation → network → loss.
 
 Training (Ho et al. 2020, Algorithm 1): t ~ U{1..T}, (z_t, target) = process.training_example(x0, t),
-loss = ‖g(z_t, t) − target‖² (``process``: core/process.py, the schedule and degradation together).
-Validation uses the same loss with a fixed generator per batch, so ``val/loss`` is comparable across
-epochs and runs. Sampling goes through the configured sampler, built once from the process.
+loss = ‖g(z_t, t) − target‖² (``process``: core/process.py, the schedule and degradation together),
+optionally weighted per step (``loss_weighting``, core/loss_weighting.py: min-SNR-γ). Validation uses the
+unweighted loss with a fixed generator per batch, so ``val/loss`` is comparable across epochs and runs,
+weighted or not. Sampling goes through the configured sampler, built once from the process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torchmetrics import MeanMetric
 
 from ddpm_lightning.core.degradations import Degradation
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.loss_weighting import MinSNR
 from ddpm_lightning.core.process import DiffusionProcess
 from ddpm_lightning.core.samplers import Sampler
 from ddpm_lightning.core.schedules import NoiseSchedule
@@ -59,6 +61,7 @@ class DiffusionModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         sample_precision: str = "32-true",
+        loss_weighting: MinSNR | None = None,
     ) -> None:
         super().__init__()
         self.network = network
@@ -70,6 +73,7 @@ class DiffusionModule(pl.LightningModule):
         self.image_shape = tuple(int(s) for s in image_shape)  # (C, H, W) of generated images
         self.val_seed = val_seed
         self.check_finite = check_finite
+        self.loss_weighting = loss_weighting  # w(t) of the training loss; None: uniform (Ho et al. 2020, eq. 14)
         self.set_sample_precision(sample_precision)
         if channels_last:  # speed option (benchmarks/): NHWC weights, so convolutions run channels-last
             self.network.to(memory_format=torch.channels_last)
@@ -94,13 +98,21 @@ class DiffusionModule(pl.LightningModule):
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         return self.network(z, t)
 
-    def diffusion_loss(self, x0: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """(the MSE loss of one batch x0 (B, C, H, W), the batch's degradation statistics: DES entropy and scale)."""
+    def diffusion_loss(
+        self, x0: Tensor, generator: torch.Generator | None = None, weighted: bool = True
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(the MSE loss of one batch x0 (B, C, H, W), the batch's degradation statistics: DES entropy and scale).
+        ``weighted``: each example's MSE times ``loss_weighting``'s w(t) when one is set."""
         b = x0.shape[0]
         gen_device = generator.device if generator is not None else x0.device
         t = torch.randint(1, self.schedule.T + 1, (b,), generator=generator, device=gen_device).to(x0.device)  # (B,)
         example = self.process.training_example(x0, t, generator)  # z_t, target: (B, C, H, W) each
-        return F.mse_loss(self.network(example.z_t, t), example.target), example.stats
+        output = self.network(example.z_t, t)  # (B, C, H, W)
+        if not weighted or self.loss_weighting is None:
+            return F.mse_loss(output, example.target), example.stats
+        per_example = (output.float() - example.target.float()).pow(2).flatten(1).mean(dim=1)  # (B,)
+        weights = self.loss_weighting(self.schedule, t, self.process.prediction)  # (B,)
+        return (weights * per_example).mean(), example.stats
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x0 = batch[0]  # (B, 1, 28, 28) in [−1, 1]
@@ -149,7 +161,7 @@ class DiffusionModule(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x0 = batch[0]
         generator = torch.Generator(device="cpu").manual_seed(self.val_seed * 1_000_003 + batch_idx)
-        loss, _ = self.diffusion_loss(x0, generator)
+        loss, _ = self.diffusion_loss(x0, generator, weighted=False)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=x0.shape[0], sync_dist=True)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
