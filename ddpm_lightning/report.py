@@ -10,7 +10,8 @@ EventAccumulator) and sample grids (samples/epoch_XXX.png). Writes into the dire
 - ``report_seeds.csv``: the aggregation over seeds, when some runs differ only in ``seed``;
 - ``fig_loss.png``, ``fig_psnr_ssim.png``, ``fig_fid.png``: train/val loss, PSNR/SSIM and FID/KID per epoch;
 - ``fig_schedules.png``: β_t, ᾱ_t and SNR(t) of the schedules used;
-- ``fig_samples.png``: early and late sample grids of each run side by side (default: its first and last).
+- ``fig_samples.png``: early and late sample grids of each run side by side (default: its first and last);
+- ``fig_quality_compute.png``: FID and classifier FID against training time (``walltime/train_s``), one line per run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ FIGURES = {
     "fid": "fig_fid.png",
     "schedules": "fig_schedules.png",
     "samples": "fig_samples.png",
+    "quality_compute": "fig_quality_compute.png",
 }
 CAPTIONS = {
     "loss": (
@@ -37,6 +39,11 @@ CAPTIONS = {
     "fid": "FID, KID and the MNIST-classifier FID per epoch (val/fid, val/kid, val/fid_mnist).",
     "schedules": "β_t, ᾱ_t and SNR(t) (log scale) of each distinct noise schedule the runs used.",
     "samples": "Each run's fixed-seed sample grid at the early and the late epoch (default: its first and last grid).",
+    "quality_compute": (
+        "FID and classifier FID (log scale) against training time in minutes (walltime/train_s at each epoch end, "
+        "validation and metrics included; older runs: train_time_s spread evenly, see the notes; labels: epochs "
+        "trained), one line per run (val/*); stars: the last epoch's final/* evaluation."
+    ),
 }
 
 
@@ -44,7 +51,7 @@ def report(
     root: str | Path, out_dir: str | Path | None = None, early_epoch: int | None = None, late_epoch: int | None = None
 ) -> dict[str, Path]:
     """Write the table, figures and markdown for the runs under ``root``; return {name: path}."""
-    from ddpm_lightning.reporting import figures, seeds
+    from ddpm_lightning.reporting import figures, quality_compute, seeds
     from ddpm_lightning.reporting.runs import read_runs, varying_overrides
     from ddpm_lightning.reporting.table import build_table, write_table
 
@@ -77,6 +84,8 @@ def report(
     notes += figures.plot_schedules(runs, paths["schedules"])
     paths["samples"] = out / FIGURES["samples"]
     notes += figures.plot_samples(runs, labels, early_epoch, late_epoch, paths["samples"])
+    paths["quality_compute"] = out / FIGURES["quality_compute"]
+    notes += quality_compute.plot_runs(runs, labels, paths["quality_compute"])
 
     counts = {s: sum(r.status == s for r in runs) for s in ("ok", "failed", "incomplete")}
     lines = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image as mpimg
 import pandas as pd
@@ -72,6 +73,8 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     from ddpm_lightning.core.networks.cnn import CNN
 
     assert set(table["num_parameters"]) == {sum(p.numel() for p in CNN(channels=(8, 8)).parameters())}
+    times = read_scalars(sweep / "0" / "tensorboard")["walltime/train_s"]  # lit/walltime.py, at each epoch end
+    assert times[0] == [0, 1] and 0 < times[1][0] < times[1][1] <= table["train_time_s"][0]  # fit ⊂ train_time_s
 
     markdown = (sweep / "report.md").read_text()
     assert markdown.count("\n| ") == 5  # header + 4 runs (the separator row starts with "|---")
@@ -82,6 +85,7 @@ def test_report_on_a_2x2_multirun(sweep: Path) -> None:
     assert "FID" not in header  # no run logged a FID: no empty FID column (blank in report.csv)
     assert "Across seeds" not in markdown  # no two runs differ only in seed
     assert "`val/fid` was not logged by any run" in markdown  # said in the notes, and no empty panels:
+    assert "fig_quality_compute.png: no run has an FID" in markdown
     assert mpimg.imread(sweep / "fig_fid.png").shape[1] < mpimg.imread(sweep / "fig_loss.png").shape[1]  # 1 vs 2 panels
     proc = run_module(
         "ddpm_lightning.report", str(sweep), "--early-epoch", "6", "--out", str(sweep.parent / "e6"), cwd=sweep.parent
@@ -112,16 +116,20 @@ def test_report_single_run_and_folder_of_runs(sweep: Path, tmp_path: Path) -> No
         assert_png(paths[key])
 
 
-def _events(path: Path, tags: dict[str, list[float]]) -> None:
-    """Epoch-level scalars as Lightning writes them: value and ``epoch`` at each epoch's last step."""
+def _events(path: Path, tags: dict[str, list[float]], last: dict[str, float] | None = None) -> None:
+    """Epoch-level scalars as Lightning writes them: value and ``epoch`` at each epoch's last step (``last``: at the
+    last epoch's only, as final/* metrics are)."""
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(path))
-    for epoch in range(len(next(iter(tags.values())))):
+    epochs = len(next(iter(tags.values())))
+    for epoch in range(epochs):
         step = 2 * epoch + 1
         writer.add_scalar("epoch", epoch, step)
         for tag, values in tags.items():
             writer.add_scalar(tag, values[epoch], step)
+        for tag, value in (last or {}).items() if epoch == epochs - 1 else ():
+            writer.add_scalar(tag, value, step)
         writer.add_scalar("epoch", epoch + 1, step)  # the next epoch's first batch can share the step
     writer.close()
 
@@ -227,3 +235,85 @@ def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
     ranking = [line for line in markdown.splitlines() if line.startswith(("1. experiment=", "2. experiment="))]
     assert len(ranking) == 2 and ("larger than the spread" in ranking[1] or "within the spread" in ranking[1])
     assert "| clf. FID floor |" in markdown.split("## Across seeds")[0]  # the per-run table: score beside floor
+
+
+def _fake_run(path: Path, override: str, logged: dict[str, list[float]], **final: float) -> Path:
+    """A finished run's files as the report reads them, without training: config, overrides, metrics.yaml, events."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml({"trainer": {"max_epochs": 3}}))
+    (path / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml([override]))
+    (path / "metrics.yaml").write_text(OmegaConf.to_yaml({"val/loss": 0.1, **final}))
+    last = {k: final[k] for k in final if k.startswith("final/")}
+    epochs = len(next(iter(logged.values())))
+    _events(path / "tensorboard" / override, {"val/loss": [0.1] * epochs, **logged}, last)
+    return path
+
+
+def _plotted(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, list[list[float]]]]:
+    """What the quality-vs-compute figure draws, read back from its axes before it is saved:
+    {panel title: {line label: [x values, y values, epoch annotations]}}."""
+    from matplotlib.text import Annotation
+
+    from ddpm_lightning.reporting import quality_compute
+
+    seen: dict[str, dict[str, list[list[float]]]] = {}
+    save = quality_compute._save
+
+    def read_back(fig: Any, path: Path) -> Path:
+        for ax in fig.axes:
+            notes = [float(t.get_text()) for t in ax.texts if isinstance(t, Annotation)]  # epochs, point by point
+            lines = seen.setdefault(ax.get_title(), {})
+            for line in ax.lines:
+                xs, ys = [float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()]
+                lines[line.get_label()] = [xs, ys, notes[: len(xs)]]
+                notes = notes[len(xs) :]
+        return save(fig, path)
+
+    monkeypatch.setattr(quality_compute, "_save", read_back)
+    return seen
+
+
+def test_quality_compute_figure_plots_fid_at_the_logged_training_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-epoch val/fid_mnist at the walltime/train_s the run logged (in minutes), the final/* point as a star;
+    no val/fid logged: no Inception panel."""
+    logged = {"val/fid_mnist": [80.0, 40.0, 20.0], "walltime/train_s": [30.0, 90.0, 150.0]}
+    _fake_run(tmp_path / "runs" / "0", "schedule=linear", logged, train_time_s=200.0, **{"final/fid_mnist": 16.0})
+    _fake_run(
+        tmp_path / "runs" / "1",
+        "schedule=cosine",
+        {"val/fid_mnist": [90.0, 60.0, 50.0], "walltime/train_s": [60.0, 120.0, 180.0]},
+    )
+    plotted = _plotted(monkeypatch)
+    paths = report(tmp_path / "runs")
+    assert list(plotted) == ["classifier FID (labels: epochs)"]  # one panel: no run logged val/fid or final/fid
+    lines = plotted["classifier FID (labels: epochs)"]
+    assert lines["0: schedule=linear"] == [[0.5, 1.5, 2.5], [80.0, 40.0, 20.0], [1.0, 2.0, 3.0]]  # minutes; epochs
+    assert lines["0: schedule=linear: final/*"] == [[2.5], [16.0], [3.0]]  # the last epoch's, not train_time_s
+    assert lines["1: schedule=cosine"][0] == [1.0, 2.0, 3.0]
+    assert_png(paths["quality_compute"])
+    markdown = paths["markdown"].read_text()
+    assert "(fig_quality_compute.png)" in markdown and "(an older run)" not in markdown
+
+
+def test_quality_compute_figure_spreads_train_time_s_of_an_older_run_and_notes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without walltime/train_s: its metrics.yaml train_time_s spread evenly over its epochs, said in the
+    legend and the notes; a run without any FID is left out; no FID in any run: an empty panel and a note."""
+    _fake_run(tmp_path / "runs" / "old", "schedule=linear", {"val/fid_mnist": [100.0, 60.0]}, train_time_s=240.0)
+    _fake_run(tmp_path / "runs" / "nofid", "schedule=cosine", {"val/psnr": [9.0, 10.0]}, train_time_s=60.0)
+    plotted = _plotted(monkeypatch)
+    paths = report(tmp_path / "runs")
+    lines = plotted["classifier FID (labels: epochs)"]
+    assert list(lines) == ["old: schedule=linear (time spread evenly)"]
+    assert lines["old: schedule=linear (time spread evenly)"] == [[2.0, 4.0], [100.0, 60.0], [1.0, 2.0]]  # 240 s / 2
+    markdown = paths["markdown"].read_text()
+    assert "run old: no `walltime/train_s` logged (an older run): its train_time_s (240 s) spread evenly" in markdown
+
+    plotted.clear()
+    paths = report(tmp_path / "runs" / "nofid", out_dir=tmp_path / "none")
+    assert plotted == {"": {}}  # one empty panel
+    assert "fig_quality_compute.png: no run has an FID" in paths["markdown"].read_text()
+    assert_png(paths["quality_compute"])

@@ -34,7 +34,10 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
         "PSNR": ["Multiline", [r"val/denoise_psnr_t\d+"]],
         "SSIM": ["Multiline", [r"val/denoise_ssim_t\d+"]],
     },
-    "cost (s)": {"walltime": ["Multiline", [r"walltime/.*"]]},
+    "cost (s)": {
+        "walltime": ["Multiline", [r"walltime/(?!train_s$).*"]],  # each evaluation's seconds
+        "training time so far": ["Multiline", ["^walltime/train_s$"]],  # cumulative (lit/walltime.py)
+    },
 }
 # the config groups shown as hparams (Hydra's choices); overrides of other keys are added as given
 GROUPS = (
