@@ -91,7 +91,7 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
     "override, needle",
     [
         ("schedule=foo", "unknown schedule 'foo'; valid choices: cosine, custom, geometric, linear"),
-        ("capacity=huge", "unknown capacity 'huge'; valid choices: large, small"),
+        ("capacity=huge", "unknown capacity 'huge'; valid choices: large, medium, small"),
         ("model=mlp", "unknown model 'mlp'; valid choices: cnn, unet"),
         ("trainer.max_epochs=abc", "trainer.max_epochs must be int, got 'abc'"),
         ("data.download=maybe", "data.download must be bool, got 'maybe'"),

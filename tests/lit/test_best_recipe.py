@@ -63,6 +63,7 @@ def test_ema_warms_up_and_the_sampler_clips(cfg) -> None:
         ("constant_lr", lambda c: c.lr_scheduler is None and c.optimizer.lr == 1e-3),
         ("no_clip", lambda c: c.sampler.clip_x0 is False),
         ("linear_schedule", lambda c: c.schedule._target_.endswith(".linear")),
+        ("no_min_snr", lambda c: c.loss_weighting is None),
         (
             "study_training",
             lambda c: (
@@ -71,6 +72,7 @@ def test_ema_warms_up_and_the_sampler_clips(cfg) -> None:
                 and c.callbacks.get("ema") is None
                 and c.schedule._target_.endswith(".linear")
                 and c.trainer.gradient_clip_val is None
+                and c.loss_weighting is None
             ),
         ),
     ],
@@ -82,9 +84,25 @@ def test_each_ablation_changes_its_one_thing(ablation, changed) -> None:
     assert cfg.capacity.channels == best.capacity.channels and cfg.model._target_ == best.model._target_
 
 
+def test_small_unet_ablation_changes_only_the_network() -> None:
+    best = _compose("train", ["experiment=best"])
+    cfg = _compose("train", ["experiment=best", "+ablation=small_unet"])
+    assert list(best.capacity.channels) == [16, 32, 64, 64, 32, 16] and list(cfg.capacity.channels) == [16, 32, 32, 16]
+    assert cfg.loss_weighting == best.loss_weighting and cfg.lr_scheduler == best.lr_scheduler
+
+
+def test_min_snr_weighting_reaches_the_module(cfg) -> None:
+    from ddpm_lightning.core.loss_weighting import MinSNR
+
+    weighting = build_module(cfg).loss_weighting
+    assert isinstance(weighting, MinSNR) and weighting.gamma == 5.0
+    assert build_module(_compose("train", ["T=20"])).loss_weighting is None  # the study: uniform (eq. 14)
+
+
 def test_gpu_recipe_is_bounded_to_ten_minutes() -> None:
     cfg = _compose("train", ["experiment=best_gpu"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.max_time == "00:00:10:00"
+    assert list(cfg.capacity.channels) == [64, 128, 256, 128, 64]  # its own network, not best's medium U-Net
     assert cfg.lr_scheduler is not None and cfg.sampler.clip_x0 and cfg.callbacks.ema.decay > 0.999
 
 
