@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -22,7 +24,7 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
-from ddpm_lightning.reporting.runs import event_dir
+from ddpm_lightning.reporting.runs import event_dir, read_run
 from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
 
 
@@ -144,11 +146,18 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
         code = proc.wait(timeout=120)
     out = log.read_text()
     assert reached, out[-3000:]
-    assert code == rc, out[-3000:]  # 128 + signal number: SIGTERM 143, Ctrl-C 130
+    assert code == rc, out[-3000:]  # 128 + signal number: SIGTERM 143, Ctrl-C 130 (old code: SIGTERM 0, Ctrl-C 1)
     assert f"interrupted ({name})" in out and "Traceback" not in out, out[-3000:]
+    errors = re.findall(r"error: .*", out)  # one line, saying how to resume (a progress bar may precede it)
+    assert len(errors) == 1 and "interrupted by SIG" in errors[0] and "resume" in errors[0], out[-2000:]
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] >= seen >= 2 and "rng_states" in ckpt and ckpt["optimizer_states"]
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+    metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())  # old code: no metrics.yaml at all
+    assert metrics["status"].startswith(f"interrupted by {signal.Signals(sig).name}") and "train/loss_step" in metrics
+    assert not list(run_dir.glob(".metrics.yaml.tmp-*"))
+    listed = read_run(run_dir, run_dir)  # what the report shows of it
+    assert listed.status == "incomplete" and "interrupted" in listed.error
 
 
 @pytest.mark.e2e
