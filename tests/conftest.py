@@ -16,10 +16,17 @@ from tests.helpers.run import DATA_DIR, DES_EMA, MID_EPOCH, TINY, run_cli
 def pytest_configure(config: pytest.Config) -> None:
     """In-process tests run torch on one thread (``DDPM_TEST_THREADS=<n>`` to change it): the suite shares a few busy
     cores, where torch's default (a thread per core) made the samplers' many small steps 10-20x slower than one
-    thread. Results do not depend on it; entry points in subprocesses keep their own setting."""
+    thread. Results do not depend on it. Entry points in subprocesses get the same through ``OMP_NUM_THREADS``
+    (unless set already): with two threads a tiny training spent ~3x the CPU time (26 s vs 9 s) on 2 busy cores,
+    its OpenMP threads spinning at barriers while other jobs held the cores."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("DDPM_TEST_THREADS", "1")))
+    threads = os.environ.get("DDPM_TEST_THREADS", "1")
+    torch.set_num_threads(int(threads))
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+
+
+SHARED_RUNS = ("trained_run", "des_ema_runs", "mid_epoch_runs")  # session fixtures below: trainings
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -28,8 +35,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     through the entry point) is an e2e test, marked or not: so ``-m "not e2e"`` leaves it out, and an unmarked one
     cannot make the shared fixture fail for all."""
     for item in items:
-        if {"trained_run", "des_ema_runs", "mid_epoch_runs"} & set(getattr(item, "fixturenames", ())):
+        shared = sorted(set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())))
+        if shared:
             item.add_marker(pytest.mark.e2e)
+        # pytest-xdist (`make test`: -n 2 --dist loadgroup): the tests of a file, or of one shared training, run
+        # in one worker, so each module- or session-scoped run is trained once
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
 @pytest.hookimpl(tryfirst=True)
