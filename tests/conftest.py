@@ -35,12 +35,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     through the entry point) is an e2e test, marked or not: so ``-m "not e2e"`` leaves it out, and an unmarked one
     cannot make the shared fixture fail for all."""
     for item in items:
-        shared = sorted(set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())))
-        if shared:
+        if set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-        # pytest-xdist (`make test`: -n 2 --dist loadgroup): the tests of a file, or of one shared training, run
-        # in one worker, so each module- or session-scoped run is trained once
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.nodeid.split("::")[0]))
 
 
 @pytest.hookimpl(tryfirst=True)
