@@ -257,7 +257,8 @@ def markdown(r: dict[str, Any]) -> str:
             ],
         )
         L += [
-            "The interval: FID / ancestral when both sample sets are redrawn with replacement (100 rounds), "
+            "The interval: FID / ancestral when both sample sets are redrawn with replacement "
+            f"({s.get('bootstrap_rounds', 100)} rounds), "
             "i.e. how much "
             "of the ratio the luck of n samples explains.",
             "",

@@ -111,11 +111,13 @@ def sampling(
     workdir: str,
     data_root: str,
     seed: int = 1234,
+    rounds: int = 100,
 ) -> dict[str, Any]:
     """Section 3: images/s and classifier FID of ancestral-T and DDIM-k (η = 0, linear spacing: the config's
     default), and at the first k DDIM with η = 1 and/or quadratic spacing and DPM-Solver++(2M) (SDE and ODE
     forms), n samples each, batch n. The
-    network samples in the device preset's precision (speed=cpu|gpu); one more row in float32."""
+    network samples in the device preset's precision (speed=cpu|gpu); one more row in float32. Each ratio's
+    interval: ``rounds`` bootstrap redraws."""
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
@@ -176,8 +178,11 @@ def sampling(
         row["speedup_vs_ancestral"] = row["images_per_s"] / anc["images_per_s"]
         row["fid_ratio_vs_ancestral"] = row["fid_mnist"] / anc["fid_mnist"]
         if name != anc_name:
-            row["fid_ratio_interval_90"] = bootstrap_ratio(classifier, real_feats, feats[name], feats[anc_name], seed)
+            row["fid_ratio_interval_90"] = bootstrap_ratio(
+                classifier, real_feats, feats[name], feats[anc_name], seed, rounds
+            )
     out["precision"] = precision
+    out["bootstrap_rounds"] = rounds
     out["samplers"] = rows
     out["ms_per_network_call_per_image"] = 1e3 * anc["seconds"] / (T * n)
     return out

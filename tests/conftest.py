@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import run
-from tests.helpers.run import DATA_DIR, TINY, run_cli
+from tests.helpers.run import DATA_DIR, DES_EMA, MID_EPOCH, TINY, run_cli
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """In-process tests run torch on one thread (``DDPM_TEST_THREADS=<n>`` to change it): the suite shares a few busy
     cores, where torch's default (a thread per core) made the samplers' many small steps 10-20x slower than one
-    thread. Results do not depend on it; entry points in subprocesses keep their own setting."""
+    thread. Results do not depend on it. Entry points in subprocesses get the same through ``OMP_NUM_THREADS``
+    (unless set already): with two threads a tiny training spent ~3x the CPU time (26 s vs 9 s) on 2 busy cores,
+    its OpenMP threads spinning at barriers while other jobs held the cores."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("DDPM_TEST_THREADS", "1")))
+    threads = os.environ.get("DDPM_TEST_THREADS", "1")
+    torch.set_num_threads(int(threads))
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+
+
+SHARED_RUNS = ("trained_run", "des_ema_runs", "mid_epoch_runs")  # session fixtures below: trainings
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the ``trained_run`` fixture (a training through the entry point) is an e2e test, marked or
-    not: so ``-m "not e2e"`` leaves it out, and an unmarked one cannot make the shared fixture fail for all."""
+    """A test that uses a shared training fixture (``trained_run``, ``des_ema_runs``, ``mid_epoch_runs``: trainings
+    through the entry point) is an e2e test, marked or not: so ``-m "not e2e"`` leaves it out, and an unmarked one
+    cannot make the shared fixture fail for all."""
     for item in items:
-        if "trained_run" in getattr(item, "fixturenames", ()):
+        if set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
 
 
@@ -54,3 +64,59 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
     proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def des_ema_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """``straight``: 2 epochs; ``part``: 1 epoch, then resumed for 1 more into the same run (``part_loss_step``:
+    its TensorBoard train/loss_step file before the resume). The part run and its resume start in an empty working
+    directory (``work``), so a test sees what they write outside their run and cache folders."""
+    tmp = tmp_path_factory.mktemp("des_ema")
+    straight, work = tmp / "straight", tmp / "work"
+    proc = run_cli("ddpm_lightning.train", *DES_EMA, "trainer.max_epochs=2", f"hydra.run.dir={straight}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    work.mkdir()
+    part = work / "b"
+    proc = run_cli("ddpm_lightning.train", *DES_EMA, "trainer.max_epochs=1", f"hydra.run.dir={part}", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(part / "tensorboard", tmp / "part_tensorboard")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *DES_EMA,
+        "trainer.max_epochs=2",
+        f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={work / 'resume'}",
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"straight": straight, "part": part, "work": work, "part_tensorboard": tmp / "part_tensorboard"}
+
+
+@pytest.fixture(scope="session")
+def mid_epoch_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """``straight``: 2 epochs (16 steps); ``cut``: the same, SIGKILLed right after step 4, so only the step
+    checkpoint of step 3 (48 images) is left (``cut.txt``: a fingerprint per image it trained on; ``cut_copy``: the
+    run as the kill left it), then resumed to the end into the same run."""
+    tmp = tmp_path_factory.mktemp("mid_epoch")
+    straight, cut = tmp / "straight", tmp / "cut"
+    proc = run_cli("ddpm_lightning.train", *MID_EPOCH, f"hydra.run.dir={straight}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *MID_EPOCH,
+        "+callbacks.record._target_=tests.helpers.callbacks.RecordBatches",
+        f"+callbacks.record.path={tmp / 'cut.txt'}",
+        "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
+        "+callbacks.kill.step=4",
+        f"hydra.run.dir={cut}",
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    shutil.copytree(cut, tmp / "cut_copy")
+    proc = run_cli(
+        "ddpm_lightning.train",
+        *MID_EPOCH,
+        f"ckpt_path={cut / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp / 'r'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"straight": straight, "cut": cut, "cut_copy": tmp / "cut_copy", "cut_txt": tmp / "cut.txt", "tmp": tmp}

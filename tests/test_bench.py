@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,9 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dic
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "DDPM_DATA_DIR": str(DATA_DIR)},
+        # the suite's one OpenMP thread (tests/conftest.py): 18 s instead of 75 s on 2 busy cores; section 6's
+        # threads=1 row, timed only when torch has more than one thread, is left out here
+        env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()

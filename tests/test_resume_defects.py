@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.reporting.runs import event_dir, find_runs
-from tests.helpers.run import TINY, UNBOUNDED, run_cli
+from tests.helpers.run import MID_EPOCH, TINY, run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
 
@@ -113,60 +113,29 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_mid_epoch_resume_keeps_the_epoch_mean_loss_and_counts_samples_not_batches(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, mid_epoch_runs: dict[str, Path]
 ) -> None:
-    """8 batches of 64 per epoch; killed after step 4, the step checkpoint of step 3 (192 samples) is left."""
-    args = [
-        *UNBOUNDED,
-        "data.train_subset=512",
-        "trainer.max_epochs=1",
-        "callbacks.step_checkpoint.every_n_train_steps=3",
-    ]
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
-    record = [
-        "+callbacks.record._target_=tests.helpers.callbacks.RecordBatches",
-        f"+callbacks.record.path={tmp_path / 'cut.txt'}",
-    ]
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *args,
-        *record,
-        "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
-        "+callbacks.kill.step=4",
-        f"hydra.run.dir={cut}",
-    )
-    assert proc.returncode != 0 and read_checkpoint(cut / "checkpoints" / "last.ckpt")["global_step"] == 3
-    other = tmp_path / "other"
-    shutil.copytree(cut, other)
-
+    """8 batches of 16 per epoch; killed after step 4, the step checkpoint of step 3 (48 samples) is left."""
     # 15.3: the resumed epoch's mean covers all its batches, as in the straight run (old code: only the last 5)
+    assert _loss_epoch(mid_epoch_runs["cut"]) == pytest.approx(_loss_epoch(mid_epoch_runs["straight"]), rel=1e-5)
+
+    # 15.10: another batch size on resume trains exactly the 80 samples the epoch had not seen
+    other = tmp_path / "other"
+    shutil.copytree(mid_epoch_runs["cut_copy"], other)
     proc = run_cli(
         "ddpm_lightning.train",
-        *args,
-        f"ckpt_path={cut / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={tmp_path / 'r1'}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _loss_epoch(cut) == pytest.approx(_loss_epoch(straight), rel=1e-5)
-
-    # 15.10: another batch size on resume trains exactly the 320 samples the epoch had not seen
-    record = [
+        *MID_EPOCH,
+        "trainer.max_epochs=1",  # the rest of the cut epoch only
         "+callbacks.record._target_=tests.helpers.callbacks.RecordBatches",
         f"+callbacks.record.path={tmp_path / 'resumed.txt'}",
-    ]
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *args,
-        *record,
-        "data.batch_size=32",
+        "data.batch_size=8",
         f"ckpt_path={other / 'checkpoints' / 'last.ckpt'}",
         f"hydra.run.dir={tmp_path / 'r2'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    before, after = _lines(tmp_path / "cut.txt")[:192], _lines(tmp_path / "resumed.txt")
-    assert len(after) == 320 and not set(before) & set(after)  # old code: 416 samples, 96 of them trained twice
-    assert len(set(before) | set(after)) == 512
+    before, after = _lines(mid_epoch_runs["cut_txt"])[:48], _lines(tmp_path / "resumed.txt")
+    assert len(after) == 80 and not set(before) & set(after)  # old code: 104 samples, 24 of them trained twice
+    assert len(set(before) | set(after)) == 128
 
 
 def test_a_resume_that_fails_after_training_started_marks_the_run_until_a_good_resume(

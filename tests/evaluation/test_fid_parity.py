@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch_fidelity
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
 import ddpm_lightning.evaluation.metrics as metrics
@@ -34,30 +35,23 @@ def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
         pytest.fail(f"Inception weights not found at {FID_WEIGHTS} (set DDPM_FID_WEIGHTS)")
     images = load_mnist(data_dir, "test")[0]
     real, fake = images[:12], images[12:24]  # (12, 1, 28, 28) each: ~0.2 s per image on CPU
-    ref = torch_fidelity.calculate_metrics(
-        input1=_Uint8(fake),
-        input2=_Uint8(real),
-        fid=True,
-        kid=True,
-        kid_subsets=1,
-        kid_subset_size=12,
-        feature_extractor_weights_path=str(FID_WEIGHTS),
-        cuda=False,
-        verbose=False,
-        batch_size=12,
+    # the reference: torch-fidelity's extractor, then its FID from those features as calculate_metrics computes it
+    # (float32 features, numpy statistics; one Inception pass over the images instead of two)
+    tf_net = torch_fidelity.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(FID_WEIGHTS)
     )
+    with torch.no_grad():
+        tf_r, tf_f = (tf_net(metrics.to_uint8_rgb(x))[0] for x in (real, fake))  # (12, 2048) float32
+    ref = fid_statistics_to_metric(fid_features_to_statistics(tf_f), fid_features_to_statistics(tf_r), verbose=False)
     inception = metrics.InceptionFeatures(FID_WEIGHTS)  # default: TF1-compatible resize
     assert inception.name == "inception-v3-compat-pool3-tf1-bilinear"
     r, f = inception(real), inception(fake)  # (12, 2048)
     fid = metrics.frechet_distance(inception, r, f)
     kid, _ = metrics.kernel_distance(inception, r, f, subsets=1, subset_size=12)
-    assert fid == pytest.approx(ref["frechet_inception_distance"], rel=1e-6)
+    assert fid == pytest.approx(ref[KEY_METRIC_FID], rel=1e-6)
     # torch-fidelity's KID runs its kernels in float32 (9e-5 relative off at this tiny N), ours in float64:
     # compare with its KID formula on its own features, in float64
-    tf_net = torch_fidelity.FeatureExtractorInceptionV3(
-        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(FID_WEIGHTS)
-    )
-    tf_r, tf_f = (tf_net(metrics.to_uint8_rgb(x))[0].double() for x in (real, fake))  # (12, 2048)
+    tf_r, tf_f = tf_r.double(), tf_f.double()
     assert torch.allclose(tf_r, r.double(), rtol=1e-5, atol=1e-6)
     ref_kid = kid_features_to_metric(tf_f, tf_r, kid_subsets=1, kid_subset_size=12, verbose=False)
     assert kid == pytest.approx(ref_kid["kernel_inception_distance_mean"], rel=1e-6)
@@ -65,4 +59,4 @@ def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     aa = metrics.InceptionFeatures(FID_WEIGHTS, antialias=True)
     assert aa.name == "inception-v3-compat-pool3-bilinear-antialias"
     fid_aa = metrics.frechet_distance(aa, aa(real), aa(fake))
-    assert abs(fid_aa / ref["frechet_inception_distance"] - 1) > 1e-3
+    assert abs(fid_aa / ref[KEY_METRIC_FID] - 1) > 1e-3

@@ -22,6 +22,19 @@ UNBOUNDED = [*TINY, "trainer.limit_train_batches=null"]
 # A 2-epoch run of a tiny CNN in a few seconds, without progress bars: the sweeps' jobs (report, multirun, DDP tests).
 TINY_SWEEP = ["+debug=quiet", "T=10", "capacity.channels=[8,8]", "trainer.max_epochs=2"]
 
+# des+ema runs (DES's running noise scale, EMA weights, Adam's moments): 2 epochs of 2 batches straight, and the
+# same as 1 epoch + a resume for the second. Small averaging decay: the EMA weights differ visibly from the raw ones.
+DES_EMA = [*TINY, "degradation=des", "callbacks=ema", "callbacks.ema.decay=0.9"]
+# Mid-epoch runs: 8 batches of 16 per epoch (128 images), validation on 32 images, a step checkpoint every 3 steps.
+MID_EPOCH = [
+    *UNBOUNDED,
+    "data.train_subset=128",
+    "data.val_subset=32",
+    "data.batch_size=16",
+    "trainer.max_epochs=2",
+    "callbacks.step_checkpoint.every_n_train_steps=3",
+]
+
 
 # Whether the running test is marked ``e2e`` (set by tests/conftest.py before the test's fixtures are set up): an
 # entry point in a subprocess or a full ``Trainer.fit`` outside an e2e test fails, so `make test-fast` stays fast.

@@ -14,28 +14,15 @@ import torch
 
 from ddpm_lightning.build import load_module
 from ddpm_lightning.cli import _compose
-from tests.helpers.run import TINY, run_cli
+from tests.helpers.run import TINY
 
-STEPS = 3
+STEPS = 4  # des_ema_runs (tests/conftest.py): 2 epochs of 2 optimizer steps
 
 
-@pytest.fixture(scope="module")
-def ema_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
-    run_dir = tmp_path_factory.mktemp("ema") / "run"
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *TINY,
-        "callbacks=ema",
-        "degradation=des",
-        f"trainer.limit_train_batches={STEPS}",
-        "callbacks.generative_metrics.n=8",
-        "callbacks.generative_metrics.psnr_references=4",
-        "callbacks.denoising_metrics.n=4",
-        "callbacks.ema.decay=0.9",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def ema_run(des_ema_runs: dict[str, Path]) -> Path:
+    """The last checkpoint of a 2-epoch run with callbacks=ema degradation=des (shared with the resume tests)."""
+    return des_ema_runs["straight"] / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.e2e
@@ -74,7 +61,7 @@ def test_sample_grid_shows_the_ema_weights(ema_run: Path, tmp_path: Path) -> Non
     """The per-epoch grid is sampled while the averaged weights are swapped in (at validation end)."""
     from ddpm_lightning.lit.callbacks import save_grid
 
-    grid = ema_run.parent.parent / "samples" / "epoch_000.png"
+    grid = ema_run.parent.parent / "samples" / "epoch_001.png"  # the last epoch's: the weights of last.ckpt
     n = _compose("train", TINY).callbacks.sample_grid.n
     ema = save_grid(load_module(ema_run)[0].generate(n, seed=1234), tmp_path / "ema.png")
     raw = save_grid(load_module(ema_run, use_ema=False)[0].generate(n, seed=1234), tmp_path / "raw.png")

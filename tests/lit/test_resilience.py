@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -22,7 +24,7 @@ from ddpm_lightning.core.samplers import Ancestral
 from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
-from ddpm_lightning.reporting.runs import event_dir
+from ddpm_lightning.reporting.runs import event_dir, read_run
 from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
 
 
@@ -33,56 +35,34 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 
 @pytest.mark.e2e
-def test_resume_matches_straight_run_and_continues_the_curve(tmp_path: Path, trained_run: Path) -> None:
-    run_b = tmp_path / "b"
-    # run from an empty working directory: nothing may be written outside the run and cache dirs
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={run_b}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    first = _scalars(run_b, "train/loss_step")
+def test_resume_matches_straight_run_and_continues_the_curve(des_ema_runs: dict[str, Path]) -> None:
+    straight, run_b, work = des_ema_runs["straight"], des_ema_runs["part"], des_ema_runs["work"]
     # same seed, same settings: the first epoch is identical to the straight run's (determinism)
-    straight = _scalars(trained_run, "train/loss_step")
-    assert first == straight[: len(first)]
+    acc = EventAccumulator(str(event_dir(des_ema_runs["part_tensorboard"])))
+    acc.Reload()
+    first = [(e.step, e.value) for e in acc.Scalars("train/loss_step")]
+    straight_curve = _scalars(straight, "train/loss_step")
+    assert len(first) == 2 and first == straight_curve[: len(first)]
 
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *TINY,
-        "trainer.max_epochs=2",
-        f"ckpt_path={run_b / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={tmp_path / 'resume'}",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert {p.name for p in tmp_path.iterdir()} <= {"b", "resume", ".cache"}
-    assert {p.name for p in (tmp_path / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
+    # run from an empty working directory: nothing may be written outside the run and cache dirs
+    assert {p.name for p in work.iterdir()} <= {"b", "resume", ".cache"}
+    assert {p.name for p in (work / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
     tb_runs = [p.name for p in (run_b / "tensorboard").iterdir()]
-    assert tb_runs == ["debug=tiny,trainer.max_epochs=1"]  # the same TensorBoard run, not one named by the resume
-    a = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")
+    # the same TensorBoard run, not one named by the resume
+    assert tb_runs == ["debug=tiny,degradation=des,callbacks=ema,callbacks.ema.decay=0.9,trainer.max_epochs=1"]
+    a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
     b = read_checkpoint(run_b / "checkpoints" / "last.ckpt")  # the resumed run writes into its original run
     assert a["global_step"] == b["global_step"] == 4 and b["epoch"] == 1
-    for key, value in a["state_dict"].items():
-        assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
     resumed = _scalars(run_b, "train/loss_step")
-    assert [s for s, _ in resumed] == [s for s, _ in straight]  # one continuous curve, no gap or repeat
-    assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], rel=1e-5)
+    assert [s for s, _ in resumed] == [s for s, _ in straight_curve]  # one continuous curve, no gap or repeat
+    assert [v for _, v in resumed] == pytest.approx([v for _, v in straight_curve], rel=1e-5)
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("extra", [("degradation=des", "callbacks=ema")], ids=["des+ema"])
-def test_resume_restores_optimizer_ema_and_des_scale(tmp_path: Path, data_dir: Path, extra: tuple[str, ...]) -> None:
+def test_resume_restores_optimizer_ema_and_des_scale(des_ema_runs: dict[str, Path]) -> None:
     """2 epochs straight == 1 epoch + resume for 1: raw and EMA weights, Adam's moments, the EMA's step
     count and DES's running noise scale."""
-    args = [*TINY, *extra]
-    straight, part = tmp_path / "straight", tmp_path / "part"
-    assert run_cli("ddpm_lightning.train", *args, "trainer.max_epochs=2", f"hydra.run.dir={straight}").returncode == 0
-    assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={part}").returncode == 0
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *args,
-        "trainer.max_epochs=2",
-        f"ckpt_path={part / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={tmp_path / 'resume'}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    straight, part = des_ema_runs["straight"], des_ema_runs["part"]
     a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(part / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 4
     assert int(b["state_dict"]["degradation.num_batches"]) == 4  # the scale is a mean over all 4 training batches
@@ -166,11 +146,18 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
         code = proc.wait(timeout=120)
     out = log.read_text()
     assert reached, out[-3000:]
-    assert code == rc, out[-3000:]  # 128 + signal number: SIGTERM 143, Ctrl-C 130
+    assert code == rc, out[-3000:]  # 128 + signal number: SIGTERM 143, Ctrl-C 130 (old code: SIGTERM 0, Ctrl-C 1)
     assert f"interrupted ({name})" in out and "Traceback" not in out, out[-3000:]
+    errors = re.findall(r"error: .*", out)  # one line, saying how to resume (a progress bar may precede it)
+    assert len(errors) == 1 and "interrupted by SIG" in errors[0] and "resume" in errors[0], out[-2000:]
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] >= seen >= 2 and "rng_states" in ckpt and ckpt["optimizer_states"]
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+    metrics = yaml.safe_load((run_dir / "metrics.yaml").read_text())  # old code: no metrics.yaml at all
+    assert metrics["status"].startswith(f"interrupted by {signal.Signals(sig).name}") and "train/loss_step" in metrics
+    assert not list(run_dir.glob(".metrics.yaml.tmp-*"))
+    listed = read_run(run_dir, run_dir)  # what the report shows of it
+    assert listed.status == "incomplete" and "interrupted" in listed.error
 
 
 @pytest.mark.e2e
@@ -201,27 +188,14 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
 
 
 @pytest.mark.e2e
-def test_mid_epoch_resume_is_exact(tmp_path: Path, data_dir: Path) -> None:
+def test_mid_epoch_resume_is_exact(mid_epoch_runs: dict[str, Path]) -> None:
     """A run SIGKILLed mid-epoch resumes from its last step checkpoint with the batches that epoch had not
     seen, in the same order, and the same RNG: the result equals a straight run's."""
-    args = list(UNBOUNDED)
-    args += ["data.train_subset=512", "trainer.max_epochs=2", "callbacks.step_checkpoint.every_n_train_steps=3"]
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    assert run_cli("ddpm_lightning.train", *args, f"hydra.run.dir={straight}").returncode == 0
+    straight, cut = mid_epoch_runs["straight"], mid_epoch_runs["cut"]
     # killed right after step 4 (8 batches per epoch): the step checkpoint of step 3 is all that is left
-    proc = run_cli(
-        "ddpm_lightning.train",
-        *args,
-        "+callbacks.kill._target_=tests.helpers.callbacks.KillAt",
-        "+callbacks.kill.step=4",
-        f"hydra.run.dir={cut}",
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    last = cut / "checkpoints" / "last.ckpt"
-    assert read_checkpoint(last)["global_step"] == 3 and read_checkpoint(last)["epoch"] == 0
-    proc = run_cli("ddpm_lightning.train", *args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resume'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(last)
+    killed = read_checkpoint(mid_epoch_runs["cut_copy"] / "checkpoints" / "last.ckpt")
+    assert killed["global_step"] == 3 and killed["epoch"] == 0
+    a, b = read_checkpoint(straight / "checkpoints" / "last.ckpt"), read_checkpoint(cut / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 16 and a["epoch"] == b["epoch"] == 1
     for key, value in a["state_dict"].items():
         assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
