@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.run import REPO
+from tests.helpers.run import REPO, wait_for
 
 VENV = Path(sys.executable).parent.parent
 
@@ -47,9 +46,7 @@ def test_make_tensorboard_binds_to_loopback(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.time() + 120
-        while not _listening_addresses(port) and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
+        wait_for(lambda: bool(_listening_addresses(port)), proc, timeout=120)  # a state: the port is bound
         addresses = _listening_addresses(port)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
