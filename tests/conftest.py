@@ -26,6 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", threads)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run.stop_zygote()  # the warm start of the entry-point launches (tests/helpers/run.py), if one was started
+
+
 SHARED_RUNS = ("trained_run", "des_ema_runs", "mid_epoch_runs")  # session fixtures below: trainings
 
 

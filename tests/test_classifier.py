@@ -82,6 +82,7 @@ def test_cli_writes_weights_and_fails_below_min_accuracy(tmp_path: Path, data_di
         "feature_dim=16",
         f"output={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
+        warm=False,  # cold: a fresh interpreter, as a user starts it (one launch per entry point)
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torchmetrics.image import FrechetInceptionDistance, PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from tests.helpers.run import DATA_DIR
+from tests.helpers.run import DATA_DIR, popen
 
 
 def _final_metrics(log: Path) -> dict[str, float]:
@@ -37,17 +36,15 @@ def _final_metrics(log: Path) -> dict[str, float]:
     return {k: float(v.replace(",", "")) for k, v in (ln.split() for ln in match.group(1).splitlines())}
 
 
-def run_ddp(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+def run_ddp(*args: str, cwd: Path, timeout: float, warm: bool) -> subprocess.CompletedProcess:
     """``python -m ddpm_lightning.train`` in a session of its own: a hang (one rank waiting forever in a
-    collective) fails the test after ``timeout`` s, and kills rank 1 too (Lightning starts it as a child)."""
-    env = {
-        **os.environ,
-        "DDPM_DATA_DIR": str(DATA_DIR),
-        "DDPM_CACHE_DIR": str(cwd / "cache"),
-        "PYTHONWARNINGS": "ignore",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddpm_lightning.train", *args],
+    collective) fails the test after ``timeout`` s, and kills rank 1 too (Lightning starts it as a child).
+    ``warm``: rank 0 through the tests' zygote (tests/helpers/run.py); rank 1 is always a fresh interpreter."""
+    env = {"DDPM_CACHE_DIR": str(cwd / "cache"), "PYTHONWARNINGS": "ignore"}
+    proc = popen(
+        "ddpm_lightning.train",
+        *args,
+        warm=warm,
         cwd=cwd,
         env=env,
         text=True,
@@ -96,6 +93,7 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
         "callbacks.denoising_metrics.n=8",
         cwd=tmp_path,
         timeout=420,
+        warm=callbacks != "default",  # the default-callbacks run starts cold, as a user's does
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr

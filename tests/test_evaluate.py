@@ -31,6 +31,7 @@ def test_evaluate_all_metrics_with_ddim(trained_run: Path, tmp_path: Path) -> No
         f"metrics.inception_weights={FID_WEIGHTS}",
         f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={out}",
+        warm=False,  # cold: a fresh interpreter, as a user starts it (one launch per entry point)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())

@@ -40,6 +40,7 @@ def test_train_checkpoint_sample(tmp_path: Path, trained_run: Path) -> None:
             f"output={out}",
             "save_tensor=true",
             f"hydra.run.dir={tmp_path / 'sample'}",
+            warm=False,  # cold: a fresh interpreter, as a user starts it (one launch per entry point)
         )
     )
     with Image.open(out) as im:

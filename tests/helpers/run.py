@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,22 +64,96 @@ def guard_fit() -> None:
     pl.Trainer.fit = guarded
 
 
-def run_cli(
-    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
-) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output)."""
-    require_e2e(f"python -m {module}")
-    # warnings shown: tests see what users see. PYTHONPATH: test-only callbacks (tests.helpers) from any cwd
+# Warm launches (tests/helpers/zygote.py): the imports are paid once per session, not per launch. DDPM_TEST_COLD=1
+# makes every launch a fresh interpreter; so does a CUDA machine (the GPU tier launches cold).
+CLIENT = Path(__file__).with_name("zygote_client.py")
+_ZYGOTE: dict[str, object] = {}
+
+
+def _launch_env(env: dict[str, str] | None) -> dict[str, str]:
+    # PYTHONPATH: test-only callbacks (tests.helpers) from any cwd
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    full_env = {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONPATH": pythonpath, **(env or {})}
+    return {**os.environ, "DDPM_DATA_DIR": str(DATA_DIR), "PYTHONPATH": pythonpath, **(env or {})}
+
+
+def _zygote() -> str | None:
+    """The socket of this session's zygote (started on first use), or None when launches are cold."""
+    import torch
+
+    if os.environ.get("DDPM_TEST_COLD") == "1" or torch.cuda.is_available():
+        return None
+    if "path" not in _ZYGOTE:
+        tmp = Path(tempfile.mkdtemp(prefix="ddpm-zygote-"))
+        env = _launch_env(None)
+        env.pop("PYTHONWARNINGS", None)  # each child sets its own filters and threads
+        env.pop("OMP_NUM_THREADS", None)
+        with open(tmp / "zygote.log", "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.helpers.zygote", str(tmp / "sock")],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                cwd=REPO,
+                env=env,
+            )
+        if proc.stdout.readline().strip() != "ready":  # a state: it listens (or it died: EOF)
+            raise RuntimeError(f"the test zygote did not start:\n{(tmp / 'zygote.log').read_text()[-3000:]}")
+        _ZYGOTE.update(path=str(tmp / "sock"), proc=proc, tmp=tmp)
+    return str(_ZYGOTE["path"])
+
+
+def stop_zygote() -> None:
+    """End this session's zygote (tests/conftest.py, at the end of the session)."""
+    proc = _ZYGOTE.pop("proc", None)
+    if proc is not None:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(_ZYGOTE.pop("tmp"), ignore_errors=True)
+        _ZYGOTE.clear()
+
+
+def command(module: str, *args: str, warm: bool = True) -> list[str]:
+    """The command line of ``python -m <module> <args>``: through the zygote when ``warm`` (the same run, without
+    paying the imports again), a fresh interpreter otherwise (tests of signals sent from outside, of import-time
+    output, and one launch per entry point)."""
+    require_e2e(f"python -m {module}")
+    path = _zygote() if warm else None
+    return [sys.executable, str(CLIENT), path, module, *args] if path else [sys.executable, "-m", module, *args]
+
+
+def popen(module: str, *args: str, env: dict[str, str] | None = None, warm: bool = True, **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` of ``command(module, *args, warm=warm)`` with the tests' environment."""
+    return subprocess.Popen(command(module, *args, warm=warm), env=_launch_env(env), **kwargs)
+
+
+def run_cli(
+    module: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path = REPO,
+    warm: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would; returns the completed process (text output). Warnings are
+    shown: tests see what users see."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
+        command(module, *args, warm=warm),
+        capture_output=True,
+        text=True,
+        input=input,
+        env=_launch_env(env),
+        timeout=timeout,
+        cwd=cwd,
     )
 
 
-def run_module(module: str, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, cwd: Path, timeout: float = 300, warm: bool = True
+) -> subprocess.CompletedProcess:
     """``run_cli`` with Python warnings silenced (the report tests read the output, not the warnings)."""
-    return run_cli(module, *args, env={"PYTHONWARNINGS": "ignore"}, timeout=timeout, cwd=cwd)
+    return run_cli(module, *args, env={"PYTHONWARNINGS": "ignore"}, timeout=timeout, cwd=cwd, warm=warm)
 
 
 def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: float = 240) -> bool:

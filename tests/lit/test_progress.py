@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -23,7 +21,7 @@ from ddpm_lightning.core.samplers import DDIM, Ancestral
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
 from ddpm_lightning.lit.progress import TrainProgressBar
-from tests.helpers.run import DATA_DIR, TINY, wait_for
+from tests.helpers.run import TINY, popen, wait_for
 
 
 def test_sampler_calls_back_after_each_step() -> None:
@@ -60,19 +58,14 @@ def test_sigterm_during_per_epoch_sampling_stops_it_between_two_steps(tmp_path: 
     (old code: minutes at T = 1000)."""
     run_dir, log = tmp_path / "run", tmp_path / "log.txt"
     with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ddpm_lightning.train",
-                *TINY,
-                "T=4000",
-                "callbacks.sample_grid.n=16",
-                f"hydra.run.dir={run_dir}",
-            ],
+        proc = popen(
+            "ddpm_lightning.train",
+            *TINY,
+            "T=4000",
+            "callbacks.sample_grid.n=16",
+            f"hydra.run.dir={run_dir}",
             stdout=f,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
         )
         started = wait_for(lambda: "Sampling 8 images" in log.read_text(), proc)  # the metrics' bar: sampling began
         proc.send_signal(signal.SIGTERM)

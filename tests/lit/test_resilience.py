@@ -25,7 +25,7 @@ from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from ddpm_lightning.reporting.runs import event_dir, read_run
-from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, read_step, run_cli, wait_for
+from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, popen, read_step, run_cli, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -121,22 +121,17 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
     steps = tmp_path / "steps.txt"
     args = list(UNBOUNDED)
     with open(log, "w") as f:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ddpm_lightning.train",
-                *args,
-                "trainer.max_epochs=1000",
-                "data.train_subset=4096",
-                "callbacks.progress_bar.refresh_rate=1",
-                "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
-                f"+callbacks.steps.path={steps}",
-                f"hydra.run.dir={run_dir}",
-            ],
+        proc = popen(  # warm: the zygote's client passes the signal on (tests/test_zygote.py)
+            "ddpm_lightning.train",
+            *args,
+            "trainer.max_epochs=1000",
+            "data.train_subset=4096",
+            "callbacks.progress_bar.refresh_rate=1",
+            "+callbacks.steps._target_=tests.helpers.callbacks.StepFile",
+            f"+callbacks.steps.path={steps}",
+            f"hydra.run.dir={run_dir}",
             stdout=f,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
             preexec_fn=_restore_sigint,
         )
         # a state, not a time: at least 2 optimizer steps done, however busy the machine is
@@ -164,6 +159,7 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
 def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = list(UNBOUNDED)
+    # cold: a SIGKILL from outside reaches a warm launch's run only through the zygote, a moment after the kill
     proc = subprocess.Popen(
         [
             sys.executable,

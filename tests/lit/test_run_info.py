@@ -22,7 +22,8 @@ NOISE = ("Warning", "warn(", "litlogger", "FLOPs", "LeafSpec", "model summary")
 @pytest.mark.e2e
 def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: Path, data_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = run_cli("ddpm_lightning.train", *SHORT, "schedule=geometric", f"hydra.run.dir={run_dir}")
+    # cold: a fresh interpreter, as a user starts it, so that import-time noise would show too
+    proc = run_cli("ddpm_lightning.train", *SHORT, "schedule=geometric", f"hydra.run.dir={run_dir}", warm=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert not [n for n in NOISE if n in out], out[-5000:]  # run_cli no longer hides warnings
