@@ -46,12 +46,25 @@ def test_a_warm_launch_is_the_same_run_as_a_cold_one(case: str, tmp_path: Path) 
         assert cold.returncode == -signal.SIGKILL
 
 
+def _restore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job (CI's `make test &`) starts with SIGINT ignored
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_sent_to_a_warm_launch_reaches_the_run(sig: signal.Signals, tmp_path: Path) -> None:
     results = []
     for warm in (False, True):
-        proc = popen(PROBE, "wait", warm=warm, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = popen(
+            PROBE,
+            "wait",
+            warm=warm,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_restore_sigint,
+        )
         assert proc.stdout.readline().startswith("{")  # a state: it runs (and waits for a signal)
         proc.send_signal(sig)
         proc.wait(timeout=120)

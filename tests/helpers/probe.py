@@ -24,9 +24,10 @@ def main() -> None:
         "threads": __import__("torch").get_num_threads() if "threads" in rest else None,
         "stdin": sys.stdin.read() if how != "wait" else None,
         "stdout_tty": sys.stdout.isatty(),
+        "sigint": getattr(signal.getsignal(signal.SIGINT), "__name__", str(signal.getsignal(signal.SIGINT))),
     }
+    print("to stderr", file=sys.stderr, flush=True)  # before stdout's line: a reader of that line has all of stderr
     print(json.dumps(facts, sort_keys=True), flush=True)
-    print("to stderr", file=sys.stderr)
     if how == "exit":
         sys.exit(int(rest[0]))
     if how == "raise":
