@@ -16,6 +16,7 @@ unexport DDPM_FID_WEIGHTS
 endif
 
 ARGS ?=
+TEST_WORKERS ?= 2
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
@@ -48,8 +49,8 @@ lint: $(STAMP) ## ruff check and ruff format --check (rules in pyproject.toml [t
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) lint ## lint, then the whole test suite
-	$(PY) -m pytest -q $(ARGS)
+test: $(STAMP) lint ## lint, then the whole test suite, in TEST_WORKERS processes (a test file each at a time)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-fast: $(STAMP) ## the in-process tests only: no entry-point subprocess or full fit (e2e), no Inception (slow), no GPU
 	$(PY) -m pytest -q -m "not e2e and not slow and not gpu" $(ARGS)
