@@ -61,6 +61,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         psnr_images=100,
         kid_subsets=10,
         capacity_batches={"small": 128, "large": 16},
+        rate_sizes=(2048, 16),  # the peak-rate problems: matmul n, 7x7 conv batch
         capacity_steps=2,
         capacity_warmup=1,
         option_steps=6,
@@ -88,6 +89,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         psnr_images=1000,
         kid_subsets=100,
         capacity_batches={"small": 128, "large": 128},
+        rate_sizes=(8192, 256),  # a GPU needs bigger problems to be timed at its rate
         capacity_steps=20,
         capacity_warmup=5,
         option_steps=100,
@@ -115,6 +117,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         psnr_images=4,
         kid_subsets=2,
         capacity_batches={"small": 2, "large": 1},
+        rate_sizes=(256, 1),  # seconds even where bf16 is emulated (a 2048 bf16 matmul took minutes there)
         capacity_steps=1,
         capacity_warmup=0,
         option_steps=2,
@@ -209,11 +212,8 @@ def run(device: torch.device, p: dict[str, Any], args: argparse.Namespace) -> di
             )
         if "capacity" in on:
             dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
-            big = device.type == "cuda"  # a GPU needs bigger problems to be timed at its rate
-            peak, conv = (
-                matmul_rate(device, dtype, n=8192 if big else 2048),
-                conv_rate(device, dtype, batch=256 if big else 16),
-            )
+            n, batch = p["rate_sizes"]
+            peak, conv = matmul_rate(device, dtype, n=n), conv_rate(device, dtype, batch=batch)
             r["capacity"] = sw.section(
                 "5 memory and FLOPs",
                 lambda: capacity.capacity(
