@@ -81,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     path = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "metrics.json"
     check_writable(path, "output", "choose another with output=<file.json>")  # before sampling, not after
     hint = "set DDPM_DATA_DIR or data_root=<a folder holding MNIST/raw/>"  # evaluate's key (not train's data.root)
-    load_mnist(cfg.data_root, str(cfg.split), hint=hint)  # missing data fails here, before the checkpoint loads
+    load_mnist(cfg.data_root, str(cfg.split), hint=hint, n=0)  # missing or bad data fails here, before the checkpoint
     module, device = load_for_sampling(cfg.ckpt_path, cfg.get("device"), cfg.get("precision"))
     sampler = instantiate(cfg.sampler) if cfg.get("sampler") else None
     chain = module.make_sampler(sampler)  # built once; an incompatible sampler fails here
@@ -112,7 +112,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("denoise") is not None:
         d = cfg.denoise
         den = DenoisingQuality(n=int(d.n), timesteps=d.timesteps, seed=int(d.seed), config_key="denoise")
-        x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint)[0][: den.n]  # (B, 1, 28, 28)
+        x0 = load_mnist(cfg.data_root, str(cfg.split), hint=hint, n=den.n)[0]  # (B, 1, 28, 28)
         results.update(den.compute(module, module.process, x0))
         settings["denoise"] = {**den.settings(module.schedule.T), "images": f"first {x0.shape[0]} {cfg.split} images"}
     if not results:

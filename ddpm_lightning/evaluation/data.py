@@ -6,6 +6,7 @@ The root follows torchvision's layout ``<root>/MNIST/raw/*-idx?-ubyte``; pixels 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -60,11 +61,11 @@ def full_cause(exc: BaseException) -> str:
 ROOT_HINT = "set DDPM_DATA_DIR or data.root"  # the training config's keys; evaluate names its own (data_root)
 
 
-def load_mnist(
+def find_mnist(
     root: str | os.PathLike, split: str, download: bool = False, hint: str = ROOT_HINT + ", or data.download=true"
-) -> tuple[Tensor, Tensor]:
-    """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'. ``hint``: how
-    the caller's config points at the data (the end of the missing-files error)."""
+) -> Path:
+    """The ``MNIST/raw`` folder under ``root`` holding ``split``'s two files (downloaded first when missing and
+    ``download``); a one-line error otherwise, ending with ``hint`` (how the caller's config points at the data)."""
     raw = Path(root) / "MNIST" / "raw"
     # exists(), not is_file(): a present but unreadable entry is reported as such by read_idx
     missing = [name for (s, _), name in _FILES.items() if s == split and not (raw / name).exists()]
@@ -80,9 +81,40 @@ def load_mnist(
             ) from None
     elif missing:
         raise DDPMError(f"MNIST files missing in {raw}: {missing}; {hint}")
+    return raw
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)  # read_idx reports it
+    return (st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_split(raw: Path, split: str, stamps: tuple[tuple[int, int], ...]) -> tuple[Tensor, Tensor]:
+    """(images (N, 28, 28) uint8, labels (N,) uint8), read once per process and file version (``stamps``: size
+    and mtime of both files): a run reads the same split for its data, its metrics and their floors."""
     images = read_idx(raw / _FILES[(split, "images")], "images")  # (N, 28, 28) uint8
     labels = read_idx(raw / _FILES[(split, "labels")], "labels")  # (N,) uint8
     if images.shape[0] != labels.shape[0]:
         raise DDPMError(f"MNIST {split}: {images.shape[0]} images but {labels.shape[0]} labels in {raw}")
-    x = images.unsqueeze(1).float() / 127.5 - 1.0  # (N, 1, 28, 28) in [−1, 1]
-    return x, labels.long()
+    return images, labels
+
+
+def load_mnist(
+    root: str | os.PathLike,
+    split: str,
+    download: bool = False,
+    hint: str = ROOT_HINT + ", or data.download=true",
+    n: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(images (N, 1, 28, 28) float in [−1, 1], labels (N,) long) for split 'train' or 'test'; ``n``: only the
+    first n (None: all). ``hint``: how the caller's config points at the data (the end of the missing-files
+    error)."""
+    raw = find_mnist(root, split, download, hint)
+    stamps = tuple(_stamp(raw / _FILES[(split, kind)]) for kind in ("images", "labels"))
+    images, labels = _read_split(raw.resolve(), split, stamps)
+    x = images[:n].unsqueeze(1).float() / 127.5 - 1.0  # (n, 1, 28, 28) in [−1, 1]: a new tensor, the cache stays
+    return x, labels[:n].long()

@@ -122,10 +122,10 @@ class SampleQuality:
         """The first max(n, psnr_references) images of ``split`` from ``data_root``."""
         if self.data_root is None:
             raise DDPMError(f"{self.config_key}.data_root is needed: no MNIST root to take the real images from")
-        images, _ = load_mnist(self.data_root, self.split)
+        images, _ = load_mnist(self.data_root, self.split, n=max(self.n, self.psnr_references))
         if images.shape[0] < self.n:
             log.warning("%s: only %d real %s images for n=%d", self.config_key, images.shape[0], self.split, self.n)
-        return images[: max(self.n, self.psnr_references)]
+        return images
 
     def prepare(self, real: Tensor | None = None, device: torch.device | str = "cpu") -> None:
         """Build the enabled extractors and the features of the first n ``real`` images (None: read from
@@ -163,7 +163,7 @@ class SampleQuality:
         if self.data_root is None:
             log.warning("%s: no data root, so no FID floors (set %s.data_root)", self.config_key, self.config_key)
             return
-        other = load_mnist(self.data_root, self.floor_sets[0])[0][: real.shape[0]]  # (n, 1, 28, 28)
+        other = load_mnist(self.data_root, self.floor_sets[0], n=real.shape[0])[0]  # (n, 1, 28, 28)
         for key, ext in (("inception", self.inception), ("classifier", self.classifier)):
             if ext is not None and key in self.real:
                 self.floor_values[key] = real_floor(ext, other, real, self.cache_dir, self.floor_sets, self.real[key])

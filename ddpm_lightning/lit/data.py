@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from ddpm_lightning.core.errors import DDPMError
-from ddpm_lightning.evaluation.data import ROOT_HINT, full_cause, load_mnist, read_idx  # noqa: F401 (the IDX reader, re-exported)
+from ddpm_lightning.evaluation.data import ROOT_HINT, find_mnist, full_cause, load_mnist, read_idx  # noqa: F401 (the IDX reader, re-exported)
 
 
 class EpochSeededSampler(RandomSampler):
@@ -97,17 +97,17 @@ class MNISTDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         if self.download:  # runs on one process only; setup() reads the files everywhere
             for split in ("train", "test"):
-                load_mnist(self.root, split, download=True)
+                find_mnist(self.root, split, download=True)
 
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if self.on_device and trainer is not None else torch.device("cpu")
         if self.train_set is None:
-            x, y = load_mnist(self.root, "train")
-            self.train_set = BatchTensorDataset(x[: self.train_subset].to(device), y[: self.train_subset].to(device))
+            x, y = load_mnist(self.root, "train", n=self.train_subset)
+            self.train_set = BatchTensorDataset(x.to(device), y.to(device))
         if self.val_set is None:
-            x, y = load_mnist(self.root, "test")
-            self.val_set = BatchTensorDataset(x[: self.val_subset].to(device), y[: self.val_subset].to(device))
+            x, y = load_mnist(self.root, "test", n=self.val_subset)
+            self.val_set = BatchTensorDataset(x.to(device), y.to(device))
 
     @property
     def val_images(self) -> Tensor:
