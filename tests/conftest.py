@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from tests.helpers import run
 from tests.helpers.run import DATA_DIR, DES_EMA, MID_EPOCH, TINY, run_cli
@@ -61,13 +63,38 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder made by ``build(folder)`` once per test session, and a copy of it for this worker: under
+    pytest-xdist the first worker to ask builds it (the others wait on a file lock, then copy), so the suite
+    trains each shared run once, not once per worker; each worker's tests get a copy of their own, as before."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:  # one process: build in place
+        folder = factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = factory.getbasetemp().parent / "built_once"  # the session's temp root, common to its workers
+    shared.mkdir(exist_ok=True)
+    source = shared / name
+    with FileLock(str(source) + ".lock"):
+        if not (source / ".built").is_file():
+            shutil.rmtree(source, ignore_errors=True)  # a worker that failed building it left a part
+            source.mkdir()
+            build(source)
+            (source / ".built").touch()
+    copy = factory.mktemp(name)
+    shutil.copytree(source, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
+    return copy
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """A tiny 2-epoch run through the real entry point, shared by the tests that need a checkpoint."""
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+
+    def build(tmp: Path) -> None:
+        proc = run_cli("ddpm_lightning.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp / 'run'}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "trained", build) / "run"
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +102,16 @@ def des_ema_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> di
     """``straight``: 2 epochs; ``part``: 1 epoch, then resumed for 1 more into the same run (``part_loss_step``:
     its TensorBoard train/loss_step file before the resume). The part run and its resume start in an empty working
     directory (``work``), so a test sees what they write outside their run and cache folders."""
-    tmp = tmp_path_factory.mktemp("des_ema")
+    tmp = built_once(tmp_path_factory, "des_ema", _des_ema_runs)
+    return {
+        "straight": tmp / "straight",
+        "part": tmp / "work" / "b",
+        "work": tmp / "work",
+        "part_tensorboard": tmp / "part_tensorboard",
+    }
+
+
+def _des_ema_runs(tmp: Path) -> None:
     straight, work = tmp / "straight", tmp / "work"
     proc = run_cli("ddpm_lightning.train", *DES_EMA, "trainer.max_epochs=2", f"hydra.run.dir={straight}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -93,7 +129,6 @@ def des_ema_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> di
         cwd=work,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"straight": straight, "part": part, "work": work, "part_tensorboard": tmp / "part_tensorboard"}
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +136,17 @@ def mid_epoch_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
     """``straight``: 2 epochs (16 steps); ``cut``: the same, SIGKILLed right after step 4, so only the step
     checkpoint of step 3 (48 images) is left (``cut.txt``: a fingerprint per image it trained on; ``cut_copy``: the
     run as the kill left it), then resumed to the end into the same run."""
-    tmp = tmp_path_factory.mktemp("mid_epoch")
+    tmp = built_once(tmp_path_factory, "mid_epoch", _mid_epoch_runs)
+    return {
+        "straight": tmp / "straight",
+        "cut": tmp / "cut",
+        "cut_copy": tmp / "cut_copy",
+        "cut_txt": tmp / "cut.txt",
+        "tmp": tmp,
+    }
+
+
+def _mid_epoch_runs(tmp: Path) -> None:
     straight, cut = tmp / "straight", tmp / "cut"
     proc = run_cli("ddpm_lightning.train", *MID_EPOCH, f"hydra.run.dir={straight}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -123,4 +168,3 @@ def mid_epoch_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
         f"hydra.run.dir={tmp / 'r'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"straight": straight, "cut": cut, "cut_copy": tmp / "cut_copy", "cut_txt": tmp / "cut.txt", "tmp": tmp}

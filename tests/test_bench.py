@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from benchmarks.gpu_study import project
 from benchmarks.gpu_study import targets as gpu_targets
 from benchmarks.report import targets
-from tests.helpers.run import DATA_DIR, REPO
+from tests.helpers.run import run_cli
 
 SECTIONS = ("meta", "training", "overhead", "sampling", "evaluation", "capacity", "speed_options", "targets")
 
@@ -30,16 +27,9 @@ def _numbers(x, path="") -> list[tuple[str, float]]:  # type: ignore[no-untyped-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--smoke", "--device", "cpu", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        # the suite's one OpenMP thread (tests/conftest.py): 18 s instead of 75 s on 2 busy cores; section 6's
-        # threads=1 row, timed only when torch has more than one thread, is left out here
-        env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
-    )
+    # warm (tests/helpers/zygote.py: the imports paid once per session), with the suite's one OpenMP thread
+    # (tests/conftest.py): section 6's threads=1 row, timed only when torch has more than one thread, is left out
+    proc = run_cli("benchmarks.bench", "--smoke", "--device", "cpu", "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "latest_cpu_smoke.json").read_text()), (out / "latest_cpu_smoke.md").read_text()
 

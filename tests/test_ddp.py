@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -202,7 +203,17 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out: str) -> None:
 @pytest.mark.slow  # two spawned gloo processes (make test-fast leaves it out)
 def test_torchmetrics_under_ddp_equal_single_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "pg_init"), str(out)), nprocs=2, join=True)
+    # forked, not spawned: the ranks start with this process's imports (a spawned one pays torch, torchmetrics
+    # and this file's imports again, ~10 s of CPU each); nothing here has started threads that fork would lose
+    ctx = mp.start_processes(
+        _ddp_worker, args=(2, str(tmp_path / "pg_init"), str(out)), nprocs=2, join=False, start_method="fork"
+    )
+    deadline = time.monotonic() + 300  # a rank alone in a collective would wait forever: fail instead
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("2 gloo processes did not finish in 300 s (a rank alone in a collective?)")
     under_ddp = torch.load(out)
 
     real, fake = _samples()

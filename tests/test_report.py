@@ -205,7 +205,8 @@ def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
     if not (DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.fail(f"real MNIST files not found under {DATA_DIR}/MNIST/raw (set DDPM_DATA_DIR)")
     out = tmp_path / "study"
-    tiny = [o for o in TINY if not o.startswith("capacity")] + [
+    tiny = [
+        *TINY,
         "callbacks.generative_metrics.fid=false",
         "callbacks.generative_metrics.kid=false",
         "callbacks.generative_metrics.n=8",
@@ -217,8 +218,7 @@ def test_report_aggregates_a_two_seed_tiny_study(tmp_path: Path) -> None:
         "ddpm_lightning.train",
         "experiment=study_seeds",
         "+experiment@_global_=study_linear,study_des",
-        "seed=0,1",
-        "hydra/launcher=parallel",
+        "seed=0,1",  # one job after another (Hydra's basic launcher): the joblib launcher is the sweep fixture's
         *tiny,
         f"hydra.sweep.dir={out}",
         cwd=tmp_path,

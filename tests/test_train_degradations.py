@@ -80,7 +80,7 @@ def test_checkpoint_records_the_sampling_choice_and_samples(run: tuple[str, Path
     else:
         assert isinstance(deg, Blur) and cfg.sampler._target_.endswith("ColdSampler")
         assert isinstance(module.make_sampler(), ColdSampler)
-        assert deg.prior_count.item() == 128  # 2 batches × 64 images, one channel
+        assert deg.prior_count.item() == 64  # 2 batches × 32 images, one channel
         assert -1.0 < deg.prior_mean.item() < -0.5  # MNIST images are mostly black
         a = module.generate(4, seed=0)
         assert torch.equal(a, module.generate(4, seed=0))

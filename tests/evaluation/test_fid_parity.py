@@ -55,8 +55,8 @@ def test_fid_kid_equal_torch_fidelity(data_dir: Path) -> None:
     assert torch.allclose(tf_r, r.double(), rtol=1e-5, atol=1e-6)
     ref_kid = kid_features_to_metric(tf_f, tf_r, kid_subsets=1, kid_subset_size=12, verbose=False)
     assert kid == pytest.approx(ref_kid["kernel_inception_distance_mean"], rel=1e-6)
-    # the antialiased resize (torchmetrics' own default) is an explicit option, with its own name
+    # the antialiased resize (torchmetrics' own default) is an explicit option, with its own name and other
+    # features (on 4 of the images: Inception on CPU is the cost of this test)
     aa = metrics.InceptionFeatures(FID_WEIGHTS, antialias=True)
     assert aa.name == "inception-v3-compat-pool3-bilinear-antialias"
-    fid_aa = metrics.frechet_distance(aa, aa(real), aa(fake))
-    assert abs(fid_aa / ref[KEY_METRIC_FID] - 1) > 1e-3
+    assert not torch.allclose(aa(real[:4]).double(), r[:4].double(), rtol=1e-3, atol=1e-3)

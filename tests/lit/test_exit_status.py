@@ -43,7 +43,7 @@ def test_sigterm_in_a_sweep_exits_non_zero_and_names_the_jobs_not_run(tmp_path: 
 
 def test_sigterm_during_validation_keeps_that_epochs_validation_metrics(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
-    # 2 validation batches (128 images, batches of 64): the signal comes after the first
+    # 2 validation batches (64 images, batches of 32): the signal comes after the first
     proc = run_cli(
         "ddpm_lightning.train",
         *TINY,

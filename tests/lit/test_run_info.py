@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.helpers.run import DATA_DIR, TINY, run_cli
 
-# 7 batches of 64 per epoch and the default log_every_n_steps (50): the README's short-run shape
-SHORT = [*TINY, "trainer.limit_train_batches=null", "trainer.log_every_n_steps=50", "data.train_subset=448"]
+# 7 batches of 32 per epoch and the default log_every_n_steps (50): the README's short-run shape
+SHORT = [*TINY, "trainer.limit_train_batches=null", "trainer.log_every_n_steps=50", "data.train_subset=224"]
 NOISE = ("Warning", "warn(", "litlogger", "FLOPs", "LeafSpec", "model summary")
 
 
@@ -29,7 +29,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert not [n for n in NOISE if n in out], out[-5000:]  # run_cli no longer hides warnings
     start = out.index("run directory: ")
     assert (
-        "schedule=geometric" in out[:start] and "1 epochs x 7 steps each (batch 64), log every 1 steps" in out[:start]
+        "schedule=geometric" in out[:start] and "1 epochs x 7 steps each (batch 32), log every 1 steps" in out[:start]
     )
     assert f"run directory: {run_dir}" in out and "s/step: training ~" in out and "epoch 0 took" in out
     assert "Sampling 4 images" in out and "Sampling 8 images" in out  # the grid's and the metrics' bars
@@ -39,7 +39,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert f"python -m ddpm_lightning.report {run_dir}" in out[end:] and f"tensorboard --logdir {run_dir}" in out[end:]
 
     (tb_run,) = (run_dir / "tensorboard").iterdir()  # the TensorBoard run, named by the overrides (old: none)
-    expected = "debug=tiny,trainer.limit_train_batches=null,trainer.log_every_n_steps=50,data.train_subset=448"
+    expected = "debug=tiny,trainer.limit_train_batches=null,trainer.log_every_n_steps=50,data.train_subset=224"
     assert tb_run.name == f"{expected},schedule=geometric"
     acc = EventAccumulator(str(tb_run))
     acc.Reload()
@@ -49,7 +49,7 @@ def test_a_run_says_what_runs_where_and_how_to_open_it_without_noise(tmp_path: P
     assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")  # the HParams dashboard's session
     assert "custom_scalars__config__" in acc.Tags()["tensors"]  # loss and sample quality first
     hparams = OmegaConf.load(tb_run / "hparams.yaml")
-    assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 448  # the overrides ...
+    assert hparams["schedule"] == "geometric" and hparams["data.train_subset"] == 224  # the overrides ...
     assert "hydra.run.dir" not in hparams and "capacity" not in hparams  # ... not where it writes, nor defaults
     assert acc.Images("val/samples")[0].width == 4 * 62  # a 2x2 grid of 28-px digits (62 px), upscaled 4x
 

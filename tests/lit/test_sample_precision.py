@@ -22,10 +22,10 @@ def _autocast_seen(module, precision: str) -> set[tuple[bool, torch.dtype]]:
     )
     module.set_sample_precision(precision)
     try:
-        images = module.generate(3, seed=1)
+        images = module.generate(1, seed=1)  # one image: bf16 is emulated (slow) on CPUs without native bf16
     finally:
         hook.remove()
-    assert images.dtype == torch.float32 and images.shape == (3, 1, 28, 28)
+    assert images.dtype == torch.float32 and images.shape == (1, 1, 28, 28)
     return seen
 
 
@@ -35,9 +35,9 @@ def test_network_runs_in_the_sample_precision(trained_run: Path) -> None:
     assert _autocast_seen(module, "bf16-mixed") == {(True, torch.bfloat16)}
     assert {on for on, _ in _autocast_seen(module, "32-true")} == {False}
     module.set_sample_precision("bf16-mixed")
-    low = module.generate(6, seed=2)
+    low = module.generate(2, seed=2)
     module.set_sample_precision("32-true")
-    full = module.generate(6, seed=2)
+    full = module.generate(2, seed=2)
     assert not torch.equal(low, full)  # bf16 really changes the network's numbers ...
     assert (low - full).abs().mean() < 0.05  # ... but not the samples' content
     with pytest.raises(
@@ -54,7 +54,7 @@ def test_sample_cli_precision(trained_run: Path, tmp_path: Path) -> None:
         proc = run_cli(
             "ddpm_lightning.sample",
             f"ckpt_path={last}",
-            "n=4",
+            "n=2",
             f"precision={precision}",
             f"output={out}",
             "save_tensor=true",
