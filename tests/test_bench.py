@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,8 +211,16 @@ def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None
     from ddpm_lightning.cli import _compose
     from ddpm_lightning.core.errors import DDPMError
 
+    composed: dict[tuple[str, ...], Any] = {}
+
+    def cfg_of(*overrides: str) -> Any:
+        """Each override set composed once: the speed_auto resolver runs at every access, so under each patch."""
+        if overrides not in composed:
+            composed[overrides] = _compose("train", list(overrides))
+        return composed[overrides]
+
     def resolved(*overrides: str) -> tuple[str, bool]:
-        cfg = _compose("train", list(overrides))
+        cfg = cfg_of(*overrides)
         return cfg.trainer.precision, cfg.data.on_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -226,13 +235,13 @@ def test_speed_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None
         assert resolved() == resolved("trainer=gpu") == resolved("capacity=small", "model=unet") == ("32-true", True)
         assert resolved("capacity=large") == resolved("trainer=gpu", "capacity=large") == (precision, True)
         assert resolved("capacity.channels=[16,128]") == (precision, True)  # one wide layer: bf16
-        assert _compose("train", ["speed=gpu", "capacity=large"]).trainer.precision == precision
-        assert _compose("train", ["experiment=study_large"]).trainer.precision == precision
-        assert _compose("train", []).float32_matmul_precision == "high"
+        assert cfg_of("speed=gpu", "capacity=large").trainer.precision == precision
+        assert cfg_of("experiment=study_large").trainer.precision == precision
+        assert cfg_of().float32_matmul_precision == "high"
     assert resolved("data.num_workers=4") == ("32-true", False)  # workers asked for: the data stays on the host
     monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
     assert resolved("trainer=cpu") == ("bf16-mixed", False)  # a GPU present but not used
-    assert _compose("train", ["trainer=cpu"]).float32_matmul_precision is None  # CPU numerics unchanged
+    assert cfg_of("trainer=cpu").float32_matmul_precision is None  # CPU numerics unchanged
     with pytest.raises(
         DDPMError, match="unknown speed option 'threads'; valid choices: precision, on_device, float32_matmul_precision"
     ):

@@ -62,7 +62,7 @@ def test_inception_fid_kid_mnist_vs_noise(weights, mnist_test) -> None:
     assert (
         feats.shape == (8, 2048) and inception.calls == 1 and inception.name == "inception-v3-compat-pool3-tf1-bilinear"
     )
-    assert metrics.frechet_distance(inception, real, noise) > 100  # one 2048-d FID: ~10 s of eigvals on CPU
+    # the 2048-d FID itself: tests/evaluation/test_fid_parity.py (equal to torch-fidelity's); here KID and 64-d FID
     kid_self, _ = metrics.kernel_distance(inception, real, real, subsets=3, subset_size=4)
     kid_noise, std = metrics.kernel_distance(inception, real, noise, subsets=3, subset_size=4)
     assert kid_noise > 0.1 and kid_noise > 3 * abs(kid_self) and std == 0.0, (kid_self, kid_noise)  # 4 of 4: one subset
