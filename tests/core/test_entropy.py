@@ -76,10 +76,12 @@ def test_scale_invariant_and_bounded() -> None:
 
 
 def test_no_gradient_and_half_precision_input() -> None:
-    x = torch.rand(2, 1, 8, 8, requires_grad=True)
+    # seeded, and values that float16 holds exactly: the test does not depend on what ran before it
+    # (unseeded, the rounding to float16 moved a few of 128 values across bin edges: up to 0.05 bits apart)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)).half().float().requires_grad_()
     h = batch_entropy(x)
     assert not h.requires_grad and h.dtype == torch.float32
-    assert batch_entropy(x.detach().half()).item() == pytest.approx(h.item(), abs=0.05)
+    assert batch_entropy(x.detach().half()).item() == pytest.approx(h.item(), abs=1e-6)  # binned in float32
 
 
 def test_histogram_entropy_shape() -> None:

@@ -77,11 +77,17 @@ def _launch_env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 def _zygote() -> str | None:
-    """The socket of this session's zygote (started on first use), or None when launches are cold."""
+    """The socket of this session's zygote (the xdist controller's, or started on first use), or None when launches
+    are cold."""
     import torch
 
     if os.environ.get("DDPM_TEST_COLD") == "1" or torch.cuda.is_available():
         return None
+    return os.environ.get(SHARED_ZYGOTE) or start_zygote()
+
+
+def start_zygote() -> str:
+    """Start this process's zygote unless it has one; returns its socket path."""
     if "path" not in _ZYGOTE:
         tmp = Path(tempfile.mkdtemp(prefix="ddpm-zygote-"))
         env = _launch_env(None)
@@ -101,6 +107,11 @@ def _zygote() -> str | None:
             raise RuntimeError(f"the test zygote did not start:\n{(tmp / 'zygote.log').read_text()[-3000:]}")
         _ZYGOTE.update(path=str(tmp / "sock"), proc=proc, tmp=tmp)
     return str(_ZYGOTE["path"])
+
+
+# The zygote of an xdist run, started by the controller (tests/conftest.py) and shared by its workers: one process
+# importing everything for the whole suite, not one per worker.
+SHARED_ZYGOTE = "DDPM_TEST_ZYGOTE"
 
 
 def stop_zygote() -> None:

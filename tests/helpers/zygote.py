@@ -14,7 +14,9 @@ when the client dies (a test's timeout kills it) the child's process group is ki
 Not faithful, so tests that depend on it launch cold (``run_cli(..., warm=False)``): import-time output (none today:
 checked by the cold launches), and the delay between the client's death and the child's.
 
-Run as ``python -m tests.helpers.zygote <socket path>``; prints ``ready`` on stdout once it listens.
+Run as ``python -m tests.helpers.zygote <socket path>``; prints ``ready`` on stdout once it listens (before its
+imports: a launch made meanwhile waits in the socket's backlog). Under pytest-xdist the controller process starts one
+for all its workers (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -146,12 +148,14 @@ def serve(path: str) -> None:
     import ctypes
 
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the test session ends, so does the zygote
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)  # from now on a launch waits in the backlog: "ready" comes before the imports
+    print("ready", flush=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     added_filters, default_threads = preload()
     gc.collect()
     gc.freeze()  # the children share these objects copy-on-write; collecting them would copy every page
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, ("accept", None))
     children: dict[int, tuple[int, socket.socket]] = {}  # pid -> (pidfd, client connection)
@@ -167,8 +171,6 @@ def serve(path: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print("ready", flush=True)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     while True:
         for key, _ in selector.select():
             kind, pid = key.data
