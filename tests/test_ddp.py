@@ -37,15 +37,15 @@ def _final_metrics(log: Path) -> dict[str, float]:
     return {k: float(v.replace(",", "")) for k, v in (ln.split() for ln in match.group(1).splitlines())}
 
 
-def run_ddp(*args: str, cwd: Path, timeout: float, warm: bool) -> subprocess.CompletedProcess:
+def run_ddp(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """``python -m ddpm_lightning.train`` in a session of its own: a hang (one rank waiting forever in a
     collective) fails the test after ``timeout`` s, and kills rank 1 too (Lightning starts it as a child).
-    ``warm``: rank 0 through the tests' zygote (tests/helpers/run.py); rank 1 is always a fresh interpreter."""
+    Rank 0 through the tests' zygote (tests/helpers/run.py); rank 1 is a fresh interpreter, started by Lightning
+    as for a user."""
     env = {"DDPM_CACHE_DIR": str(cwd / "cache"), "PYTHONWARNINGS": "ignore"}
     proc = popen(
         "ddpm_lightning.train",
         *args,
-        warm=warm,
         cwd=cwd,
         env=env,
         text=True,
@@ -94,7 +94,6 @@ def test_ddp_two_cpu_processes_through_the_entry_point(tmp_path: Path, callbacks
         "callbacks.denoising_metrics.n=8",
         cwd=tmp_path,
         timeout=420,
-        warm=True,  # rank 0 through the zygote; rank 1 is a fresh interpreter, started by Lightning as for a user
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
