@@ -21,13 +21,14 @@ def pytest_configure(config: pytest.Config) -> None:
     thread. Results do not depend on it. Entry points in subprocesses get the same through ``OMP_NUM_THREADS``
     (unless set already): with two threads a tiny training spent ~3x the CPU time (26 s vs 9 s) on 2 busy cores,
     its OpenMP threads spinning at barriers while other jobs held the cores."""
-    import torch
-
     threads = os.environ.get("DDPM_TEST_THREADS", "1")
-    torch.set_num_threads(int(threads))
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     controller = getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ
-    if controller and os.environ.get("DDPM_TEST_COLD") != "1":  # the workers' launches share one zygote
+    if not controller:  # the xdist controller runs no test: it does not load torch (seconds of CPU)
+        import torch
+
+        torch.set_num_threads(int(threads))
+    elif os.environ.get("DDPM_TEST_COLD") != "1":  # the workers' launches share one zygote
         os.environ[run.SHARED_ZYGOTE] = run.start_zygote()
 
 

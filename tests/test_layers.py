@@ -105,7 +105,8 @@ def test_core_and_evaluation_load_no_framework() -> None:
     OmegaConf. One interpreter for both: each import costs seconds on a busy machine."""
     code = (
         "import sys, ddpm_lightning.core.schedules, ddpm_lightning.core.samplers, ddpm_lightning.core.degradations, "
-        "ddpm_lightning.core.networks.cnn, ddpm_lightning.core.networks.unet, ddpm_lightning.evaluation, "
+        "ddpm_lightning.core.networks.cnn, ddpm_lightning.core.networks.unet, ddpm_lightning.evaluation.quality, "
+        "ddpm_lightning.evaluation.denoising, ddpm_lightning.evaluation.confidence, "
         "ddpm_lightning.evaluation.classifier; "
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FRAMEWORKS)}); "
         "print(bad); sys.exit(1 if bad else 0)"

@@ -12,7 +12,25 @@
 - ``data``: MNIST's IDX files as tensors in [−1, 1].
 """
 
-from ddpm_lightning.evaluation.denoising import DenoisingQuality
-from ddpm_lightning.evaluation.quality import SampleQuality
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ddpm_lightning.evaluation.denoising import DenoisingQuality
+    from ddpm_lightning.evaluation.quality import SampleQuality
 
 __all__ = ["DenoisingQuality", "SampleQuality"]
+
+# Imported on first use (PEP 562): the metrics load torchmetrics (and with it torchvision's models, seconds of
+# start-up), which the classifier's training and the MNIST reader do not need.
+_LAZY = {"DenoisingQuality": "denoising", "SampleQuality": "quality"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

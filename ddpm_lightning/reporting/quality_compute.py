@@ -27,11 +27,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from ddpm_lightning.lit.checkpoint import read_checkpoint
-from ddpm_lightning.lit.walltime import TAG as TIME_TAG
 from ddpm_lightning.reporting.figures import _empty, _save
 from ddpm_lightning.reporting.runs import Run
 
+# The tag lit/walltime.py's TrainTime logs (its TAG; tests/lit/test_walltime.py keeps the two equal). Not imported from
+# there: that would load Lightning, seconds of the report's start-up, for one string.
+TIME_TAG = "walltime/train_s"
 PANELS = (("fid", "FID (Inception)"), ("fid_mnist", "classifier FID"))
 # a panel's metric -> a training run's (per-epoch, last-epoch final protocol) scalar
 RUN_KEYS = {"fid": ("val/fid", "final/fid"), "fid_mnist": ("val/fid_mnist", "final/fid_mnist")}
@@ -52,6 +53,8 @@ class QualityPoint:
 
 def quality_point(metrics_json: Path, label: str) -> QualityPoint:
     """The point of one ``evaluate`` output: its metrics, and the epochs/steps of the checkpoint it names."""
+    from ddpm_lightning.lit.checkpoint import read_checkpoint  # Lightning: only for evaluate outputs
+
     report = json.loads(Path(metrics_json).read_text())
     ckpt = read_checkpoint(report["settings"]["checkpoint"])
     sampler = report["settings"].get("samples", {}).get("sampler", {})

@@ -67,3 +67,9 @@ def test_train_time_is_logged_once_per_epoch_and_a_resume_continues_it(
     clock.now = 7000.0
     _fit(tmp_path / "resumed", clock, epochs=3, ckpt_path=tmp_path / "two_epochs.ckpt")
     assert _logged(tmp_path / "resumed") == [(2, 180.0)]  # 120 s of the first process + 60 s of this one
+
+
+def test_the_report_reads_the_tag_this_callback_logs() -> None:
+    from ddpm_lightning.reporting.quality_compute import TIME_TAG  # a string there: the report loads no Lightning
+
+    assert TIME_TAG == TAG
