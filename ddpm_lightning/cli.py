@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import ddpm_lightning.schema  # noqa: F401  (registers the configs' schemas with Hydra)
-from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.errors import DDPMError, RunInterrupted
 from ddpm_lightning.quiet import quiet_library_noise
 from ddpm_lightning.rundir import check_writable, remove_stub, resume_run_dir, sweep_jobs_not_run
 from ddpm_lightning.speed import auto_option
@@ -80,8 +80,6 @@ def _named_by_hydra() -> bool:
 
 def _interrupted(exc: BaseException) -> None:
     """An interrupted run (state saved) exits 128 + signal; a multirun also names the jobs it did not run."""
-    from ddpm_lightning.lit.resilience import RunInterrupted
-
     assert isinstance(exc, RunInterrupted)
     print(f"error: {exc}; the run is incomplete, resume it with ckpt_path=<run>/checkpoints/last.ckpt", file=sys.stderr)
     if _is_multirun():
@@ -98,8 +96,6 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     named and that holds nothing but Hydra's files (the run failed at start-up) is removed. In a multirun
     the error is re-raised so that Hydra records this job as failed and goes on with the others.
     An interrupted run (SIGTERM, Ctrl-C) exits with 143 / 130, a multirun too (listing the jobs not run)."""
-    from ddpm_lightning.lit.resilience import RunInterrupted
-
     try:
         return task(cfg)
     except RunInterrupted as exc:

@@ -8,8 +8,8 @@
   for 1" draws the same timesteps and noise as "2 epochs straight".
 - ``InterruptCheckpoint``: on SIGTERM or Ctrl-C, saves ``last.ckpt`` before the process exits; a SIGTERM
   during the end-of-epoch validation lets that validation finish first, so its metrics are kept.
-- ``RunInterrupted``: what ``train`` raises after such an interrupt; the entry point exits with its status
-  (SIGTERM 143 = 128 + 15, Ctrl-C 130 = 128 + 2), so schedulers and scripts see the run did not finish.
+- ``RunInterrupted`` (core/errors.py): what ``train`` raises after such an interrupt; the entry point exits with its
+  status (SIGTERM 143 = 128 + 15, Ctrl-C 130 = 128 + 2), so schedulers and scripts see the run did not finish.
 - ``OptimizerOverrides``: on resume, applies the configured optimizer hyperparameters (``optimizer.lr``, ...)
   to the restored optimizer, and says so, instead of keeping the checkpoint's silently.
 """
@@ -34,14 +34,6 @@ from ddpm_lightning.utils import atomic_open
 log = logging.getLogger(__name__)
 
 TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")  # .<name>.tmp-<pid>: a save in progress, or left by a SIGKILL
-
-
-class RunInterrupted(BaseException):
-    """Training was interrupted by a signal after its state was saved; ``code`` is the exit status."""
-
-    def __init__(self, signal_name: str, code: int, detail: str, started: bool = True) -> None:
-        super().__init__(f"interrupted by {signal_name}: {detail}")
-        self.signal_name, self.code, self.started = signal_name, code, started
 
 
 def _pid_alive(pid: int) -> bool:

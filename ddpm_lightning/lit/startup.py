@@ -15,10 +15,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.errors import DDPMError, RunInterrupted
 from ddpm_lightning.lit.checkpoint import read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule
-from ddpm_lightning.lit.resilience import RunInterrupted
 from ddpm_lightning.utils import first_line
 
 
