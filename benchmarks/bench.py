@@ -125,7 +125,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         option_reps=1,
         compile=False,
         precision_sizes={"small": ["capacity.channels=[4]"], "large": ["capacity.channels=[96]"]},
-        overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20"],
+        overrides=["capacity.channels=[4]", "data.batch_size=16", "T=20", "data.train_subset=512"],
     ),
 }
 

@@ -27,7 +27,8 @@ def precision_per_size(
     loop, alternating repetitions: which one measured fastest, and whether the device's speed preset
     (``ddpm_lightning/speed.py``) picks it (or one within ``noise`` of it)."""
     rows: dict[str, Any] = {}
-    x_host, _ = load_mnist(compose_train([*speed_overrides(device), *overrides], workdir).data.root, "train")
+    data = compose_train([*speed_overrides(device), *overrides], workdir).data
+    x_host, _ = load_mnist(data.root, "train", n=data.train_subset)
     for size, extra in sizes.items():
         cfg = compose_train([*speed_overrides(device), *overrides, *extra], workdir)
         batch = int(cfg.data.batch_size)

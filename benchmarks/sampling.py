@@ -121,8 +121,8 @@ def sampling(
     module, info = get_checkpoint(ckpt, cache_dir, device, train_steps, lr, overrides, workdir)
     model, meta = load_or_train_classifier(None)
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
-    real, _ = load_mnist(data_root, "test")
-    other, _ = load_mnist(data_root, "train")
+    real, _ = load_mnist(data_root, "test", n=n)  # (n, 1, 28, 28)
+    other, _ = load_mnist(data_root, "train", n=n)
     real_feats = classifier(real[:n])  # (n, 64)
     out: dict[str, Any] = {
         "checkpoint": info,

@@ -186,7 +186,8 @@ def training_paths(
     torch.manual_seed(0)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
-    x, _ = load_mnist(cfg.data.root, "train")  # (60000, 1, 28, 28), the bare loop's in-memory data
+    # (60000, 1, 28, 28), the bare loop's in-memory data: the training set the config's data module holds
+    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
     on_device = bool(cfg.data.on_device)
     x = x.to(device) if on_device else x
     net, schedule, degradation = _core_parts(cfg, device)
@@ -240,7 +241,7 @@ def overhead(
     batch = int(cfg.data.batch_size)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     datamodule = instantiate(cfg.data)
-    x, _ = load_mnist(cfg.data.root, "train")
+    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
     x = x.to(device) if cfg.data.on_device else x
     net, schedule, degradation = _core_parts(cfg, device)
     variants = {
@@ -291,7 +292,7 @@ def speed_options(
     cfg = compose_train([*speed_overrides(device), *overrides], workdir)
     batch = int(cfg.data.batch_size)
     preset_bf16 = str(cfg.trainer.precision).startswith("bf16")
-    x, _ = load_mnist(cfg.data.root, "train")
+    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
     x = x.to(device) if cfg.data.on_device else x
     default_threads = torch.get_num_threads()
 
