@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
 from ddpm_lightning.reporting.runs import Run, _simplify, varying_overrides
 
@@ -37,6 +36,8 @@ def interval(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / k
     if k < 2:
         return mean, math.nan
+    from scipy import stats  # here: scipy.stats costs ~1.5 s of every report's start-up, needed only with seeds
+
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
     return mean, float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
 
