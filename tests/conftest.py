@@ -43,16 +43,10 @@ SHARED_RUNS = ("trained_run", "des_ema_runs", "mid_epoch_runs")  # session fixtu
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that uses a shared training fixture (``trained_run``, ``des_ema_runs``, ``mid_epoch_runs``: trainings
     through the entry point) is an e2e test, marked or not: so ``-m "not e2e"`` leaves it out, and an unmarked one
-    cannot make the shared fixture fail for all.
-
-    Then the files with e2e or slow tests (entry points, fits, Inception: most of the suite's time) go first, each
-    file's tests together and in order: the workers (``--dist loadfile``) take the many short files last, so neither
-    sits idle at the end while the other runs a long one."""
+    cannot make the shared fixture fail for all."""
     for item in items:
         if set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-    heavy = {item.path for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in heavy)  # stable: the order within each group is kept
 
 
 @pytest.hookimpl(tryfirst=True)
