@@ -123,14 +123,14 @@ def sampling(
     classifier = ClassifierFeatures(model, meta["sha256"]).to(device)
     real, _ = load_mnist(data_root, "test", n=n)  # (n, 1, 28, 28)
     other, _ = load_mnist(data_root, "train", n=n)
-    real_feats = classifier(real[:n])  # (n, 64)
+    real_feats = classifier(real)  # (n, 64)
     out: dict[str, Any] = {
         "checkpoint": info,
         "n": n,
         "batch": n,
         "seed": seed,
         "classifier": {"path": meta["path"], "test_accuracy": meta.get("test_accuracy")},
-        "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other[:n]),
+        "fid_floor_real_vs_real": frechet_distance(classifier, real_feats, other),
     }
     T = module.schedule.T
     precision = str(compose_train(speed_overrides(device), workdir).trainer.precision)  # what speed=cpu|gpu samples in

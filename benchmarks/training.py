@@ -186,7 +186,8 @@ def training_paths(
     torch.manual_seed(0)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
-    # (60000, 1, 28, 28), the bare loop's in-memory data: the training set the config's data module holds
+    # (N, 1, 28, 28), the bare loop's in-memory data: the training set the config's data module holds (N = 60000
+    # unless data.train_subset)
     x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
     on_device = bool(cfg.data.on_device)
     x = x.to(device) if on_device else x
