@@ -66,13 +66,29 @@ def test_make_tensorboard_host_is_the_users_choice() -> None:
 
 
 @pytest.mark.e2e
-def test_make_test_gpu_skips_cleanly_without_cuda() -> None:
-    """The GPU tier collects (its imports work) and skips every test on a machine without CUDA."""
+def test_make_test_gpu_skips_cleanly_without_cuda(request: pytest.FixtureRequest) -> None:
+    """`make test-gpu` is pytest on tests/gpu; on a machine without CUDA the tier collects (its imports work) and
+    skips every test, saying why."""
     import torch
+
+    from tests.helpers.gpu import DEVICE
 
     if torch.cuda.is_available():
         return  # on a GPU machine the tier runs for real (make test-gpu)
-    env = {k: v for k, v in os.environ.items() if k != "DDPM_TEST_DEVICE"}
+    dry = subprocess.run(
+        ["make", "-n", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dry.split() == [f"{VENV}/bin/python", "-m", "pytest", "-q", "tests/gpu"], dry
+    tier = [item for item in request.session.items if item.nodeid.startswith("tests/gpu/")]
+    if tier and DEVICE == "cuda":  # this session collected the tier, with the same conftest files: read its verdict
+        reasons = [m.kwargs.get("reason", "") for item in tier for m in item.iter_markers("skip")]
+        assert len(reasons) == len(tier) and all("no CUDA device" in r for r in reasons), reasons
+        return
+    env = {k: v for k, v in os.environ.items() if k != "DDPM_TEST_DEVICE"}  # a session without the tier: run it
     proc = subprocess.run(
         ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu", "ARGS=-rs"],
         cwd=REPO,

@@ -98,12 +98,14 @@ def test_hparams_search_composes() -> None:
 
 @pytest.mark.e2e
 def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
-    """Two jobs one after the other (basic launcher); the first, β2 = 2.0, is invalid. The second still
-    runs (checkpoint, metrics), Hydra exits non-zero at the end, the report marks the first failed."""
+    """Two jobs at once (joblib launcher, conf/hydra/launcher/parallel.yaml: two worker processes); the first,
+    β2 = 2.0, is invalid. The second still runs (checkpoint, metrics), Hydra exits non-zero once both have finished,
+    the report marks the first failed."""
     sweep = tmp_path / "sweep"
     proc = run_module(
         "ddpm_lightning.train",
         "-m",
+        "hydra/launcher=parallel",
         "schedule.beta_end=2.0,0.02",
         *TINY,
         "trainer.max_epochs=1",

@@ -138,6 +138,17 @@ def popen(module: str, *args: str, env: dict[str, str] | None = None, warm: bool
     return subprocess.Popen(command(module, *args, warm=warm), env=_launch_env(env), **kwargs)
 
 
+def run_pid(proc: subprocess.Popen, pid_file: Path) -> int:
+    """The pid of the run that ``proc`` launched with ``env={"DDPM_TEST_RUN_PID_FILE": str(pid_file)}``: ``proc``
+    itself when cold; when warm, the zygote's child, whose pid the client wrote to ``pid_file``. A signal sent to
+    it reaches the run at once, as for a user's process (the client then exits of the same signal)."""
+    if proc.args[1] != str(CLIENT):
+        return proc.pid
+    if not wait_for(pid_file.is_file, proc, timeout=60):
+        raise AssertionError(f"the zygote client wrote no pid to {pid_file}")
+    return int(pid_file.read_text())
+
+
 def run_cli(
     module: str,
     *args: str,

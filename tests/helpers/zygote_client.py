@@ -1,6 +1,7 @@
 """The process a warm launch starts (``python zygote_client.py <socket> <module> <args>``): it hands its argv,
 environment, working directory and standard streams to the zygote (tests/helpers/zygote.py), which forks the run;
-forwards SIGTERM/SIGINT to it, and exits as it did. Imports nothing heavy: it starts in milliseconds."""
+forwards SIGTERM/SIGINT to it, writes its pid to ``$DDPM_TEST_RUN_PID_FILE`` if set (a test that signals the run
+itself), and exits as it did. Imports nothing heavy: it starts in milliseconds."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ def main() -> None:
     socket.send_fds(conn, [json.dumps(request).encode()], [0, 1, 2])
     replies = conn.makefile("rb")
     pid = json.loads(replies.readline())["pid"]
+    pid_file = os.environ.get("DDPM_TEST_RUN_PID_FILE")  # where a test that signals the run itself reads its pid
+    if pid_file:
+        with open(pid_file + ".tmp", "w") as f:
+            f.write(str(pid))
+        os.replace(pid_file + ".tmp", pid_file)
 
     def forward(signum: int, _frame: object) -> None:
         try:

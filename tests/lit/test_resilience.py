@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -25,7 +24,7 @@ from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from ddpm_lightning.reporting.runs import event_dir, read_run
-from tests.helpers.run import DATA_DIR, TINY, UNBOUNDED, popen, read_step, run_cli, wait_for
+from tests.helpers.run import TINY, UNBOUNDED, popen, read_step, run_cli, run_pid, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -157,28 +156,22 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, 
 
 @pytest.mark.e2e
 def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    args = list(UNBOUNDED)
-    # cold: a SIGKILL from outside reaches a warm launch's run only through the zygote, a moment after the kill
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ddpm_lightning.train",
-            *args,
-            "trainer.max_epochs=1000",
-            "data.train_subset=4096",
-            "callbacks.step_checkpoint.every_n_train_steps=2",
-            f"hydra.run.dir={run_dir}",
-        ],
+    run_dir, pid_file = tmp_path / "run", tmp_path / "run.pid"
+    proc = popen(
+        "ddpm_lightning.train",
+        *UNBOUNDED,
+        "trainer.max_epochs=1000",
+        "data.train_subset=4096",
+        "callbacks.step_checkpoint.every_n_train_steps=2",
+        f"hydra.run.dir={run_dir}",
+        env={"DDPM_TEST_RUN_PID_FILE": str(pid_file)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "DDPM_DATA_DIR": str(DATA_DIR)},
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     wait_for(lambda: last.is_file() and read_checkpoint(last)["global_step"] >= 4, proc)
-    proc.kill()  # SIGKILL: no handler runs
-    proc.wait(timeout=60)
+    os.kill(run_pid(proc, pid_file), signal.SIGKILL)  # the run itself, from outside: no handler runs
+    assert proc.wait(timeout=60) == -signal.SIGKILL  # returns once the run has died
     ckpt = read_checkpoint(last)  # complete and loadable
     assert ckpt["global_step"] >= 4 and ckpt["global_step"] % 2 == 0 and ckpt["epoch"] == 0
 

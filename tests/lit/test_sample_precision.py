@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from ddpm_lightning.build import load_module
 from ddpm_lightning.core.errors import DDPMError
+from ddpm_lightning.core.samplers import DDIM
 from tests.helpers.run import run_cli
 
 pytestmark = pytest.mark.e2e  # every test here runs an entry point in a subprocess
@@ -22,7 +24,9 @@ def _autocast_seen(module, precision: str) -> set[tuple[bool, torch.dtype]]:
     )
     module.set_sample_precision(precision)
     try:
-        images = module.generate(1, seed=1)  # one image: bf16 is emulated (slow) on CPUs without native bf16
+        # one image, 2 DDIM steps: bf16 is emulated (slow) on CPUs without native bf16; every sampler runs its
+        # network under the same autocast (DiffusionModule.generate)
+        images = module.generate(1, seed=1, sampler=partial(DDIM, num_steps=2))
     finally:
         hook.remove()
     assert images.dtype == torch.float32 and images.shape == (1, 1, 28, 28)
@@ -49,6 +53,8 @@ def test_sample_cli_precision(trained_run: Path, tmp_path: Path) -> None:
             "ddpm_lightning.sample",
             f"ckpt_path={last}",
             "n=2",
+            "sampler=ddim",
+            "sampler.num_steps=4",  # bf16 is emulated (slow) on CPUs without native bf16
             f"precision={precision}",
             f"output={out}",
             "save_tensor=true",
