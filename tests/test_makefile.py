@@ -76,7 +76,7 @@ def test_make_test_gpu_skips_cleanly_without_cuda(request: pytest.FixtureRequest
     if torch.cuda.is_available():
         return  # on a GPU machine the tier runs for real (make test-gpu)
     dry = subprocess.run(
-        ["make", "-n", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu"],
+        ["make", "--no-print-directory", "-n", "-o", f"{VENV}/.installed", f"VENV={VENV}", "test-gpu"],
         cwd=REPO,
         capture_output=True,
         text=True,

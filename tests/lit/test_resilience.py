@@ -48,7 +48,9 @@ def test_resume_matches_straight_run_and_continues_the_curve(des_ema_runs: dict[
     assert {p.name for p in (work / "resume").iterdir()} <= {".hydra", "train.log"}  # the rest went to b
     tb_runs = [p.name for p in (run_b / "tensorboard").iterdir()]
     # the same TensorBoard run, not one named by the resume
-    assert tb_runs == ["debug=tiny,degradation=des,callbacks=ema,callbacks.ema.decay=0.9,trainer.max_epochs=1"]
+    assert tb_runs == [
+        "debug=tiny,degradation=des,callbacks=ema,callbacks.ema.decay=0.9,capacity.channels=[8,8],trainer.max_epochs=1"
+    ]
     a = read_checkpoint(straight / "checkpoints" / "last.ckpt")
     b = read_checkpoint(run_b / "checkpoints" / "last.ckpt")  # the resumed run writes into its original run
     assert a["global_step"] == b["global_step"] == 4 and b["epoch"] == 1
