@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import compose_train, interleaved, median, paired_ratios, speed_overrides
-from benchmarks.training import _core_parts, bare_loop
-from ddpm_lightning.lit.data import load_mnist
+from benchmarks.training import _core_parts, bare_loop, train_images
 
 
 def precision_per_size(
@@ -27,8 +26,7 @@ def precision_per_size(
     loop, alternating repetitions: which one measured fastest, and whether the device's speed preset
     (``ddpm_lightning/speed.py``) picks it (or one within ``noise`` of it)."""
     rows: dict[str, Any] = {}
-    data = compose_train([*speed_overrides(device), *overrides], workdir).data
-    x_host, _ = load_mnist(data.root, "train", n=data.train_subset)
+    x_host = train_images(compose_train([*speed_overrides(device), *overrides], workdir).data)
     for size, extra in sizes.items():
         cfg = compose_train([*speed_overrides(device), *overrides, *extra], workdir)
         batch = int(cfg.data.batch_size)

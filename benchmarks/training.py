@@ -168,6 +168,12 @@ def synthetic_batches(n: int, batch: int, device: torch.device) -> BatchList:
     )
 
 
+def train_images(data: DictConfig) -> Tensor:
+    """(N, 1, 28, 28): the training images the config's data module holds (N = 60000 unless ``data.train_subset``),
+    for the bare loops, which feed them from memory."""
+    return load_mnist(data.root, "train", n=data.train_subset)[0]
+
+
 def _core_parts(cfg: DictConfig, device: torch.device, seed: int = 0) -> tuple[nn.Module, NoiseSchedule, Degradation]:
     torch.manual_seed(seed)
     module = build_module(cfg)
@@ -186,9 +192,7 @@ def training_paths(
     torch.manual_seed(0)
     module = build_module(cfg)
     datamodule = instantiate(cfg.data)
-    # (N, 1, 28, 28), the bare loop's in-memory data: the training set the config's data module holds (N = 60000
-    # unless data.train_subset)
-    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
+    x = train_images(cfg.data)  # (N, 1, 28, 28): the bare loop's in-memory data
     on_device = bool(cfg.data.on_device)
     x = x.to(device) if on_device else x
     net, schedule, degradation = _core_parts(cfg, device)
@@ -242,7 +246,7 @@ def overhead(
     batch = int(cfg.data.batch_size)
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     datamodule = instantiate(cfg.data)
-    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
+    x = train_images(cfg.data)
     x = x.to(device) if cfg.data.on_device else x
     net, schedule, degradation = _core_parts(cfg, device)
     variants = {
@@ -293,7 +297,7 @@ def speed_options(
     cfg = compose_train([*speed_overrides(device), *overrides], workdir)
     batch = int(cfg.data.batch_size)
     preset_bf16 = str(cfg.trainer.precision).startswith("bf16")
-    x, _ = load_mnist(cfg.data.root, "train", n=cfg.data.train_subset)
+    x = train_images(cfg.data)
     x = x.to(device) if cfg.data.on_device else x
     default_threads = torch.get_num_threads()
 

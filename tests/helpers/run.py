@@ -142,8 +142,11 @@ def popen(module: str, *args: str, env: dict[str, str] | None = None, warm: bool
     return subprocess.Popen(command(module, *args, warm=warm), env=_launch_env(env), **kwargs)
 
 
+RUN_PID_FILE = "DDPM_TEST_RUN_PID_FILE"  # where the zygote client writes its run's pid (tests/helpers/zygote_client.py)
+
+
 def run_pid(proc: subprocess.Popen, pid_file: Path) -> int:
-    """The pid of the run that ``proc`` launched with ``env={"DDPM_TEST_RUN_PID_FILE": str(pid_file)}``: ``proc``
+    """The pid of the run that ``proc`` launched with ``env={RUN_PID_FILE: str(pid_file)}``: ``proc``
     itself when cold; when warm, the zygote's child, whose pid the client wrote to ``pid_file``. A signal sent to
     it reaches the run at once, as for a user's process (the client then exits of the same signal)."""
     if proc.args[1] != str(CLIENT):

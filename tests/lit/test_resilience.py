@@ -24,7 +24,7 @@ from ddpm_lightning.lit.checkpoint import check_compatible, read_checkpoint
 from ddpm_lightning.lit.module import DiffusionModule, NonFiniteLossError
 from ddpm_lightning.lit.resilience import AtomicCheckpointIO
 from ddpm_lightning.reporting.runs import event_dir, read_run
-from tests.helpers.run import TINY, UNBOUNDED, popen, read_step, run_cli, run_pid, wait_for
+from tests.helpers.run import RUN_PID_FILE, TINY, UNBOUNDED, popen, read_step, run_cli, run_pid, wait_for
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -166,7 +166,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_step_checkpoint(tmp_path
         "data.train_subset=4096",
         "callbacks.step_checkpoint.every_n_train_steps=2",
         f"hydra.run.dir={run_dir}",
-        env={"DDPM_TEST_RUN_PID_FILE": str(pid_file)},
+        env={RUN_PID_FILE: str(pid_file)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
